@@ -1,0 +1,3 @@
+from dogbreed.cli import main
+
+main()

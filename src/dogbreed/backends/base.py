@@ -1,0 +1,98 @@
+"""The one interface both backends satisfy. Workflows and the CLI talk only to this.
+
+Each capability section (training jobs, tuning, endpoints) is written once against these
+types; `LocalBackend` and `SageMakerBackend` implement them.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+# SageMaker's TrainingJobStatus values, used by both backends.
+IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED = "InProgress", "Completed", "Failed", "Stopping", "Stopped"
+TERMINAL = (COMPLETED, FAILED, STOPPED)
+
+SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "scripts"
+
+
+def scripts_dir() -> Path:
+    """The entry scripts: `scripts/` of a source checkout, or the copy installed in the package."""
+    packaged = Path(__file__).resolve().parents[1] / "scripts"
+    return SCRIPTS_DIR if SCRIPTS_DIR.is_dir() else packaged
+
+
+@dataclass
+class TrainingJobSpec:
+    """What to run. Hyperparameters are plain Python values; backends encode them."""
+
+    entry_point: str  # "hpo.py" | "train_model.py"
+    hyperparameters: dict[str, Any]
+    data: str  # local folder or s3:// URI, mounted as the "training" channel
+    base_name: str = "dogbreed"
+    processes: int = 1  # local: torchrun processes; SageMaker: instance_count
+    instance_type: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    # extra files for input/config/ (e.g. debughookconfig.json), name -> JSON document
+    config_files: dict[str, Any] = field(default_factory=dict)
+    job_name: str | None = None  # None: base_name + timestamp
+    max_run_s: int | None = None
+
+
+@dataclass
+class JobDescription:
+    name: str
+    status: str
+    backend: str
+    entry_point: str = ""
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    ended: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # final (last) value of each
+    metric_series: dict[str, list[float]] = field(default_factory=dict)
+    model_data: str | None = None  # model.tar.gz URI
+    failure_reason: str | None = None
+    location: str | None = None  # job folder or console URL
+    data: str | None = None
+    pid: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.ended or time.time()) - self.started
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "JobDescription":
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+LogSink = Callable[[str], None]
+
+
+class Backend(abc.ABC):
+    """Implemented by LocalBackend and SageMakerBackend."""
+
+    name: str
+
+    # -- training jobs ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def run_training_job(self, spec: TrainingJobSpec, *, wait: bool = True, log: LogSink | None = None) -> JobDescription:
+        """Start a job running `spec`; with `wait`, stream its log to `log` and return when it ends."""
+
+    @abc.abstractmethod
+    def describe_job(self, name: str) -> JobDescription:
+        """Current description of a job; raises JobNotFoundError."""
+
+    @abc.abstractmethod
+    def list_jobs(self, limit: int = 50) -> list[JobDescription]:
+        """Recent jobs, newest first."""

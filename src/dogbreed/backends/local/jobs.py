@@ -1,0 +1,296 @@
+"""Local job runner: an entry script in a subprocess, in a job folder laid out like /opt/ml.
+
+    prepare(spec)  -> job folder + job.json (InProgress)
+    execute(name)  -> run the script, stream its log to the console and logs.txt, parse
+                      metrics with the shared definitions, pack output/model.tar.gz on
+                      success, record Completed / Failed (with reason) / Stopped
+
+A Ctrl-C or crash leaves the job marked Stopped/Failed with its log, never a half-written
+artifact: model.tar.gz is written to a temp file and renamed. A job whose runner process
+died is reported Failed when described.
+
+Plugins (import paths in `PLUGINS`) see every job: `on_start(layout, pid)` after the
+process starts and `on_exit(layout, description)` after it ends; each decides from the
+job's config files whether it has anything to do (e.g. the debugger rules).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from dogbreed import hyperparameters as hp
+from dogbreed.backends.base import (COMPLETED, FAILED, IN_PROGRESS, STOPPED, TERMINAL, JobDescription,
+                                    TrainingJobSpec, scripts_dir)
+from dogbreed.backends.local.layout import JobLayout, python_command
+from dogbreed.errors import DataError, JobNotFoundError
+from dogbreed.training import metrics
+from dogbreed.workspace import Workspace, atomic_write_json
+
+PLUGINS: list[str] = []
+LogSink = Callable[[str], None]
+
+
+def job_name(base: str) -> str:
+    """SageMaker-style unique name: base-YYYYmmdd-HHMMSS-xxxx (<= 63 chars)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{base[:40]}-{stamp}-{secrets.token_hex(2)}"
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _load_plugins():
+    out = []
+    for path in PLUGINS:
+        module, _, attr = path.partition(":")
+        out.append(getattr(importlib.import_module(module), attr)())
+    return out
+
+
+class RunningJob:
+    """A started job: `wait()` for its description, `stop()` to end it early (Stopped)."""
+
+    def __init__(self, runner: "LocalJobRunner", name: str, thread: threading.Thread, proc_box: dict):
+        self.runner, self.name, self._thread, self._box = runner, name, thread, proc_box
+
+    def wait(self, timeout: float | None = None) -> JobDescription:
+        self._thread.join(timeout)
+        return self.runner.describe(self.name)
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._box["stop_requested"] = True
+        proc = self._box.get("proc")
+        if proc is not None and proc.poll() is None:
+            _terminate(proc)
+
+
+def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+class LocalJobRunner:
+    def __init__(self, workspace: Workspace):
+        self.ws = workspace
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def layout(self, name: str) -> JobLayout:
+        return JobLayout(self.ws.job_dir(name))
+
+    def _write(self, desc: JobDescription) -> None:
+        atomic_write_json(self.layout(desc.name).description_file, desc.to_dict())
+
+    def describe(self, name: str) -> JobDescription:
+        path = self.layout(name).description_file
+        try:
+            desc = JobDescription.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise JobNotFoundError(f"no local job named {name!r} in {self.ws.jobs_dir}; `dogbreed jobs` lists them") from None
+        if desc.status == IN_PROGRESS and desc.extra.get("runner_pid") and not _pid_alive(desc.extra["runner_pid"]):
+            desc.status, desc.ended = FAILED, desc.ended or time.time()
+            desc.failure_reason = "the process running this job died (killed or machine restarted)"
+        return desc
+
+    def list(self, limit: int = 50) -> list[JobDescription]:
+        if not self.ws.jobs_dir.is_dir():
+            return []
+        out = []
+        for d in self.ws.jobs_dir.iterdir():
+            if (d / "job.json").is_file():
+                try:
+                    out.append(self.describe(d.name))
+                except (ValueError, OSError):
+                    continue
+        out.sort(key=lambda j: j.created, reverse=True)
+        return out[:limit]
+
+    # -- running --------------------------------------------------------------------------
+    def prepare(self, spec: TrainingJobSpec) -> JobDescription:
+        data = Path(spec.data)
+        if not data.is_dir():
+            raise DataError(f"dataset folder {data} does not exist; run `dogbreed data synth` or pass --data")
+        name = spec.job_name or job_name(spec.base_name)
+        layout = self.layout(name)
+        encoded = hp.encode(spec.hyperparameters)
+        layout.create(channels={"training": data}, encoded_hps=encoded, scripts=scripts_dir(),
+                      config_files=spec.config_files)
+        desc = JobDescription(name=name, status=IN_PROGRESS, backend="local", entry_point=spec.entry_point,
+                              hyperparameters=dict(spec.hyperparameters), data=str(data.absolute()),
+                              location=str(layout.root),
+                              extra={"processes": spec.processes, "env": spec.env, "max_run_s": spec.max_run_s,
+                                     "secondary_status": "Starting"})
+        self._write(desc)
+        return desc
+
+    def start(self, spec: TrainingJobSpec, log: LogSink | None = None) -> RunningJob:
+        desc = self.prepare(spec)
+        box: dict = {}
+        t = threading.Thread(target=self._execute_safely, args=(desc.name, log, box), daemon=True,
+                             name=f"job-{desc.name}")
+        t.start()
+        return RunningJob(self, desc.name, t, box)
+
+    def run(self, spec: TrainingJobSpec, log: LogSink | None = None) -> JobDescription:
+        """Run in the foreground; Ctrl-C stops the job (recorded Stopped) and re-raises."""
+        desc = self.prepare(spec)
+        return self.execute(desc.name, log)
+
+    def run_detached(self, spec: TrainingJobSpec) -> JobDescription:
+        """Start in a background process that outlives this one (`--no-wait`)."""
+        desc = self.prepare(spec)
+        subprocess.Popen([sys.executable, "-m", "dogbreed.backends.local.jobs", str(self.ws.root), desc.name],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+        return desc
+
+    def _execute_safely(self, name, log, box):
+        try:
+            self.execute(name, log, box)
+        except Exception as exc:  # recorded as Failed; never kill the caller's thread pool
+            desc = self.describe(name)
+            if desc.status not in TERMINAL:
+                desc.status, desc.ended, desc.failure_reason = FAILED, time.time(), f"runner error: {exc}"
+                self._write(desc)
+
+    def execute(self, name: str, log: LogSink | None = None, box: dict | None = None) -> JobDescription:
+        box = {} if box is None else box
+        layout = self.layout(name)
+        desc = self.describe(name)
+        user_hps = dict(desc.hyperparameters)
+        channels = {"training": layout.channel_dir("training")}
+        env = dict(os.environ)
+        env.update(layout.environment(job_name=name, entry_point=desc.entry_point, user_hps=user_hps,
+                                      channels=channels))
+        env.update(desc.extra.get("env") or {})
+        cmd = python_command(desc.entry_point, hp.to_cmd_args(hp.decode(hp.encode(user_hps))),
+                             int(desc.extra.get("processes") or 1))
+        plugins = _load_plugins()
+        series: dict[str, list[float]] = {}
+        desc.started, desc.pid = time.time(), None
+        desc.extra.update(runner_pid=os.getpid(), command=cmd, secondary_status="Training")
+        interrupted = None
+        with open(layout.log_file, "a", buffering=1) as logfh:
+            proc = subprocess.Popen(cmd, cwd=layout.code_dir, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1,
+                                    start_new_session=True, errors="replace")
+            box["proc"] = proc
+            desc.pid = proc.pid
+            self._write(desc)
+            for plugin in plugins:
+                plugin.on_start(layout, proc.pid)
+            deadline = desc.started + desc.extra["max_run_s"] if desc.extra.get("max_run_s") else None
+            timer = None
+            if deadline:
+                timer = threading.Timer(max(0.0, deadline - time.time()), lambda: (box.update(timed_out=True), _terminate(proc)))
+                timer.daemon = True
+                timer.start()
+            try:
+                for line in proc.stdout:
+                    logfh.write(line)
+                    for metric, value in metrics.parse_line(line).items():
+                        series.setdefault(metric, []).append(value)
+                    if log:
+                        log(line.rstrip("\n"))
+                rc = proc.wait()
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+                _terminate(proc)
+                rc = proc.returncode
+            finally:
+                if timer:
+                    timer.cancel()
+        desc.ended = time.time()
+        desc.metric_series = series
+        desc.metrics = metrics.final_metrics(series)
+        if interrupted is not None or box.get("stop_requested"):
+            desc.status, desc.failure_reason = STOPPED, "stopped by the user" if interrupted else "stopped"
+        elif box.get("timed_out"):
+            desc.status, desc.failure_reason = STOPPED, f"max_run of {desc.extra['max_run_s']} s reached"
+        elif rc == 0:
+            try:
+                desc.model_data = str(pack_model(layout))
+                desc.status = COMPLETED
+            except OSError as exc:
+                desc.status, desc.failure_reason = FAILED, f"could not pack model.tar.gz: {exc}"
+        else:
+            desc.status, desc.failure_reason = FAILED, failure_reason(layout, rc)
+        desc.extra["secondary_status"] = desc.status
+        desc.extra["exit_code"] = rc
+        for plugin in plugins:
+            try:
+                plugin.on_exit(layout, desc)
+            except Exception as exc:  # a plugin must not lose the job's own result
+                desc.extra.setdefault("plugin_errors", []).append(f"{type(plugin).__name__}: {exc}")
+        self._write(desc)
+        if interrupted is not None:
+            raise interrupted
+        return desc
+
+
+def failure_reason(layout: JobLayout, rc: int) -> str:
+    if layout.failure_file.is_file():
+        text = layout.failure_file.read_text().strip()
+        if text:
+            return text[:1024]
+    try:
+        lines = [ln.strip() for ln in layout.log_file.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        lines = []
+    errs = [ln for ln in lines if "Error" in ln or ln.startswith("error:")]
+    tail = errs[-1] if errs else (lines[-1] if lines else "")
+    sig = f" (killed by signal {-rc})" if rc < 0 else ""
+    return f"exit code {rc}{sig}: {tail}"[:1024]
+
+
+def pack_model(layout: JobLayout) -> Path:
+    """model/ -> output/model.tar.gz with files at the archive root, as SageMaker does."""
+    out = layout.model_tar
+    tmp = out.with_name(out.name + ".tmp")
+    with tarfile.open(tmp, "w:gz", compresslevel=1) as tar:
+        for path in sorted(layout.model_dir.rglob("*")):
+            if path.is_file():
+                tar.add(path, arcname=str(path.relative_to(layout.model_dir)))
+    os.replace(tmp, out)
+    return out
+
+
+def main(argv=None) -> None:  # detached worker: python -m dogbreed.backends.local.jobs WORKSPACE NAME
+    argv = sys.argv[1:] if argv is None else argv
+    LocalJobRunner(Workspace.resolve(argv[0])).execute(argv[1])
+
+
+if __name__ == "__main__":
+    main()

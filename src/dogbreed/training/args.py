@@ -1,0 +1,69 @@
+"""The hyperparameters every entry script accepts, as one reusable parser.
+
+On SageMaker they arrive as `--key value` (the toolkit's `to_cmd_args`), booleans as
+`True`/`False`; paths default to the `SM_*` environment. Every flag states its default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def str2bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    v = str(value).strip().lower()
+    if v in ("1", "true", "yes", "on", "y", "t"):
+        return True
+    if v in ("0", "false", "no", "off", "n", "f"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {value!r}")
+
+
+def default_workers() -> int:
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def get_args_parser(add_help: bool = True, description: str = "dogbreed training") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, add_help=add_help,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    hp = p.add_argument_group("hyperparameters")
+    hp.add_argument("--lr", type=float, default=0.001, help="learning rate")
+    hp.add_argument("--batch-size", type=int, default=32, help="images per step (per process)")
+    hp.add_argument("--epochs", type=int, default=5, help="passes over the training split")
+    hp.add_argument("--arch", default="resnet50", help="resnet18 | resnet34 | resnet50 | resnet101")
+    hp.add_argument("--weights", default="imagenet", help="imagenet | none | path to a state dict")
+    hp.add_argument("--image-size", type=int, default=224, help="crop size in pixels")
+    hp.add_argument("--freeze", default="head", help="head (train the head only) | layer4 | none")
+    hp.add_argument("--head", default="mlp", help="classifier head: linear | mlp")
+    hp.add_argument("--hidden-units", type=int, default=256, help="width of the MLP head")
+    hp.add_argument("--dropout", type=float, default=0.2, help="dropout before the last layer")
+    hp.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"], help="optimizer")
+    hp.add_argument("--weight-decay", type=float, default=0.0, help="L2 / decoupled weight decay")
+    hp.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    hp.add_argument("--patience", type=int, default=3, help="early stopping: epochs without valid_loss improvement (0 = off)")
+    hp.add_argument("--seed", type=int, default=None, help="random seed for a deterministic run (default: random)")
+
+    rt = p.add_argument_group("runtime")
+    rt.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    rt.add_argument("--mixed-precision", default="auto", help="auto | on | off: bf16 on fast-bf16 CPUs, AMP on CUDA")
+    rt.add_argument("--workers", type=int, default=default_workers(), help="data-loader worker processes")
+    rt.add_argument("--resume", type=str2bool, default=True, help="continue from the checkpoint dir if a checkpoint is there")
+    rt.add_argument("--check-images", type=str2bool, default=True, help="open every image's header when scanning the dataset")
+
+    paths = p.add_argument_group("paths (default: SageMaker environment)")
+    paths.add_argument("--data-dir", default=None, help="dataset root (default: $SM_CHANNEL_TRAINING)")
+    paths.add_argument("--model-dir", default=None, help="where model artifacts go (default: $SM_MODEL_DIR)")
+    paths.add_argument("--output-data-dir", default=None, help="metrics and reports (default: $SM_OUTPUT_DATA_DIR)")
+    paths.add_argument("--checkpoint-dir", default=None, help="checkpoints (default: /opt/ml/checkpoints)")
+    return p
+
+
+def add_debugger_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Flags of the final-training script only: debugger hook and profiler."""
+    g = p.add_argument_group("instrumentation")
+    g.add_argument("--debugger", type=str2bool, default=True, help="save tensors with the smdebug hook when configured")
+    g.add_argument("--profiler", type=str2bool, default=True, help="record step and data-wait times when configured")
+    g.add_argument("--evaluate-test", type=str2bool, default=True, help="evaluate once on the test split at the end")
+    return p

@@ -1,0 +1,206 @@
+"""`run_training(args)`: what both entry scripts do, top to bottom.
+
+scan data -> build model -> fit with validation/early stopping/checkpoints -> save
+artifacts (primary only) -> optionally evaluate once on the test split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+from dogbreed.errors import DataError
+from dogbreed.training import metrics
+from dogbreed.training.environment import TrainingEnv
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def seed_everything(seed: int | None) -> None:
+    if seed is None:
+        return
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_paths(args, env: TrainingEnv):
+    data = args.data_dir or env.channel("training") or (env.channels and next(iter(env.channels.values())))
+    if not data:
+        raise DataError("no dataset: pass --data-dir or set SM_CHANNEL_TRAINING")
+    model_dir = Path(args.model_dir or env.model_dir)
+    out_dir = Path(args.output_data_dir or env.output_data_dir)
+    ckpt_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else env.checkpoint_dir
+    return Path(data), model_dir, out_dir, ckpt_dir
+
+
+def model_config_from_args(args, classes):
+    from dogbreed.training.model import ModelConfig
+
+    return ModelConfig(num_classes=len(classes), arch=args.arch, head=args.head, hidden_units=args.hidden_units,
+                       dropout=args.dropout, freeze=args.freeze, image_size=args.image_size, classes=tuple(classes))
+
+
+def make_optimizer(args, params):
+    import torch
+
+    params = [p for p in params if p.requires_grad]
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    cls = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=args.lr, weight_decay=args.weight_decay)
+
+
+def make_loader(dataset, *, batch_size, shuffle, workers, sampler=None, seed=None):
+    import torch
+    from torch.utils.data import DataLoader
+
+    from dogbreed.training.data import collate_skip_none
+
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=workers, collate_fn=collate_skip_none, persistent_workers=workers > 0,
+                      generator=gen, drop_last=False)
+
+
+def run_training(args, *, instrumentation=None, evaluate_test: bool = False) -> dict:
+    """Train per `args`; returns the final metrics. Raises DogbreedError subclasses on bad input."""
+    import torch
+    from torch import nn
+    from torch.utils.data import DistributedSampler, Subset
+
+    from dogbreed.training.checkpoint import Checkpointer
+    from dogbreed.training.data import DogImages
+    from dogbreed.training.device import select_precision
+    from dogbreed.training.distributed import barrier, cleanup, init_distributed, shard
+    from dogbreed.training.instrumentation import NullInstrumentation
+    from dogbreed.training.loop import evaluate, fit
+    from dogbreed.training.model import build_model, save_artifacts
+    from dogbreed.training.presets import ClassificationPresetEval, ClassificationPresetTrain
+
+    started = time.time()
+    env = TrainingEnv.from_env()
+    data_dir, model_dir, out_dir, ckpt_dir = resolve_paths(args, env)
+    dist = init_distributed("cuda" if args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
+    precision = select_precision(args.device, args.mixed_precision, dist.local_rank)
+    seed_everything(None if args.seed is None else args.seed + dist.rank)
+    instr = instrumentation or NullInstrumentation()
+
+    splits = ("train", "valid", "test") if evaluate_test else ("train", "valid")
+    data = DogImages.scan(data_dir, splits=splits, check_images=args.check_images)
+    if "valid" not in data.splits:
+        raise DataError(f"{data.root} has no valid/ split; tuning and early stopping need one")
+    config = model_config_from_args(args, data.classes)
+    if dist.is_primary:
+        counts = {s: len(scan.samples) for s, scan in data.splits.items()}
+        log(f"data: {data.root} classes={len(data.classes)} images={counts} skipped={data.skipped}")
+        log(f"model: {config.arch} weights={args.weights} freeze={config.freeze} head={config.head} "
+            f"on {precision.describe()}" + (f", {dist.world_size} processes" if dist.enabled else ""))
+
+    model = precision.prepare_model(build_model(config, args.weights))
+    loss_fn = nn.CrossEntropyLoss()
+    instr.attach(model, loss_fn)
+    optimizer = make_optimizer(args, model.parameters())
+
+    train_ds = data.dataset("train", ClassificationPresetTrain(crop_size=config.image_size))
+    eval_tf = ClassificationPresetEval(crop_size=config.image_size)
+    valid_ds = data.dataset("valid", eval_tf)
+    train_sampler = None
+    ddp_model = model
+    if dist.enabled:
+        train_sampler = DistributedSampler(train_ds, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
+                                           seed=args.seed or 0)
+        valid_ds = Subset(valid_ds, shard(list(range(len(valid_ds))), dist))
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist.local_rank] if precision.device_type == "cuda" else None)
+    train_loader = make_loader(train_ds, batch_size=args.batch_size, shuffle=True, workers=args.workers,
+                               sampler=train_sampler, seed=args.seed)
+    valid_loader = make_loader(valid_ds, batch_size=args.batch_size, shuffle=False, workers=args.workers)
+
+    ckpt = Checkpointer(ckpt_dir, config=config.to_dict(), args={k: v for k, v in vars(args).items()
+                                                                   if isinstance(v, (int, float, str, bool, type(None)))},
+                        enabled=dist.is_primary)
+    state, best = None, None
+    if args.resume:
+        loaded = ckpt.load() if dist.is_primary else None
+        if dist.enabled:  # every rank resumes from rank 0's checkpoint
+            import torch.distributed as tdist
+
+            box = [loaded]
+            tdist.broadcast_object_list(box, src=0)
+            loaded = box[0]
+        if loaded:
+            saved, best = loaded
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            state = Checkpointer.fit_state(saved)
+            if dist.is_primary:
+                log(f"resumed from {ckpt_dir} after epoch {state.epoch}")
+
+    def on_epoch_end(st, row, best_sd):
+        ckpt.save(model, optimizer, st, best_sd, improved=st.best_epoch == st.epoch)
+
+    try:
+        state, best = fit(ddp_model, train_loader, valid_loader, loss_fn=loss_fn, optimizer=optimizer,
+                          precision=precision, epochs=args.epochs, patience=args.patience, instr=instr, dist=dist,
+                          state=state, best_state_dict=best, on_epoch_end=on_epoch_end,
+                          train_sampler=train_sampler, log=log)
+        if best is not None:
+            model.load_state_dict(best)
+        result = {"best_epoch": state.best_epoch, "best_valid_loss": state.best_loss, "epochs_run": state.epoch,
+                  "history": state.history, "skipped_images": data.skipped}
+
+        if evaluate_test and "test" in data.splits:
+            test_ds = data.dataset("test", eval_tf)
+            if dist.enabled:
+                test_ds = Subset(test_ds, shard(list(range(len(test_ds))), dist))
+            test_loader = make_loader(test_ds, batch_size=args.batch_size, shuffle=False, workers=args.workers)
+            te, confusion = evaluate(model, test_loader, loss_fn, precision, instr, dist, num_classes=len(data.classes))
+            per_class = (confusion.diag().double() / confusion.sum(1).clamp(min=1).double()).tolist()
+            result["test"] = {"loss": te.loss, "top1": te.acc, "top5": te.top5, "n": te.n,
+                              "per_breed_accuracy": dict(zip(data.classes, per_class)),
+                              "confusion_matrix": confusion.tolist(), "classes": data.classes}
+            if dist.is_primary:
+                log(f"test: loss={te.loss:.4f} top1={te.acc:.4f} top5={te.top5:.4f} on {te.n} images")
+                metrics.emit("test_loss", te.loss)
+                metrics.emit("test_acc", te.acc)
+                metrics.emit("test_top5", te.top5)
+
+        if dist.is_primary:
+            save_artifacts(model, model_dir)
+            result["seconds"] = time.time() - started
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+            log(f"saved model to {model_dir}")
+        barrier(dist)
+        return result
+    finally:
+        instr.close()
+        cleanup(dist)
+
+
+def script_main(parse_args, *, evaluate_test: bool, instrumentation_factory=None) -> None:
+    """Entry-script wrapper: user errors become one line on stderr and exit code 2; the
+    job runner records that line as the failure reason."""
+    from dogbreed.errors import DogbreedError
+
+    args = parse_args()
+    try:
+        instr = instrumentation_factory(args) if instrumentation_factory else None
+        run_training(args, instrumentation=instr, evaluate_test=getattr(args, "evaluate_test", evaluate_test))
+    except DogbreedError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        failure = os.environ.get("SM_OUTPUT_DIR")
+        if failure:
+            Path(failure).mkdir(parents=True, exist_ok=True)
+            (Path(failure) / "failure").write_text(str(exc)[:1024])
+        sys.exit(2)
