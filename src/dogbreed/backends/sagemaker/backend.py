@@ -1,0 +1,33 @@
+"""SageMakerBackend: the Backend interface on Amazon SageMaker (SDK v2)."""
+
+from __future__ import annotations
+
+from dogbreed.backends.base import Backend, JobDescription, TrainingJobSpec
+from dogbreed.backends.sagemaker import training
+from dogbreed.backends.sagemaker.session import AwsContext, AwsSettings
+from dogbreed.backends.sagemaker.source import stage_source_dir
+from dogbreed.workspace import Workspace
+
+
+class SageMakerBackend(Backend):
+    name = "sagemaker"
+
+    def __init__(self, workspace: Workspace, settings: AwsSettings | None = None, **options):
+        self.ws = workspace
+        self.ctx = AwsContext(settings or AwsSettings(**options))
+
+    # -- training jobs ---------------------------------------------------------------------
+    def run_training_job(self, spec: TrainingJobSpec, *, wait: bool = True, log=None, **estimator_extra) -> JobDescription:
+        training.check_s3_data(spec.data)
+        est = training.make_estimator(self.ctx, spec, str(stage_source_dir()), **estimator_extra)
+        est.fit({"training": spec.data}, wait=False, job_name=spec.job_name)
+        name = est.latest_training_job.name
+        if wait:
+            est.latest_training_job.wait(logs="All" if log else "None")
+        return self.describe_job(name)
+
+    def describe_job(self, name: str) -> JobDescription:
+        return training.describe(self.ctx, name)
+
+    def list_jobs(self, limit: int = 50) -> list[JobDescription]:
+        return training.list_jobs(self.ctx, limit)

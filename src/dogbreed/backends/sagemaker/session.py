@@ -1,0 +1,94 @@
+"""AWS and SageMaker sessions, created once per backend and only when first needed.
+
+`import sagemaker` costs ~2.7 s, and it prints `sagemaker.config INFO` lines to stdout:
+both happen here, never at CLI start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from dogbreed.errors import ConfigError
+
+FRAMEWORK_VERSION = "2.8.0"  # newest PyTorch training image; inference tops out at 2.6.0
+INFERENCE_FRAMEWORK_VERSION = "2.6.0"
+PY_VERSION = "py312"
+
+
+def import_sagemaker():
+    """Import the SDK quietly (no v2 deprecation banner, no config INFO lines on stdout)."""
+    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
+    from dogbreed._imports import require
+
+    return require("sagemaker", "the SageMaker backend", "sagemaker>=2.257,<3")
+
+
+@dataclass
+class AwsSettings:
+    """What the SageMaker backend needs to know; resolved by `dogbreed.settings` (flags, env, file)."""
+
+    region: str | None = None
+    profile: str | None = None
+    role: str | None = None
+    bucket: str | None = None
+    prefix: str = "dogbreed"
+    instance_type: str = "ml.m5.xlarge"
+    inference_instance_type: str = "ml.m5.large"
+    framework_version: str = FRAMEWORK_VERSION
+    inference_framework_version: str = INFERENCE_FRAMEWORK_VERSION
+    py_version: str = PY_VERSION
+    extra: dict = field(default_factory=dict)
+
+
+class AwsContext:
+    """Lazily built boto3 + SageMaker sessions for one set of settings."""
+
+    def __init__(self, settings: AwsSettings):
+        self.settings = settings
+
+    @cached_property
+    def boto_session(self):
+        import boto3
+        import botocore.exceptions
+
+        try:
+            session = boto3.Session(profile_name=self.settings.profile, region_name=self.settings.region)
+        except botocore.exceptions.ProfileNotFound as exc:
+            raise ConfigError(f"{exc}; create it with `aws configure --profile NAME`, or use --backend local") from None
+        if session.region_name is None:
+            raise ConfigError("no AWS region: set AWS_DEFAULT_REGION, `region` in dogbreed.toml, or pass --region")
+        if session.get_credentials() is None:
+            raise ConfigError("no AWS credentials found: run `aws configure --profile NAME` (and set AWS_PROFILE), "
+                              "or use --backend local")
+        return session
+
+    @cached_property
+    def sagemaker_session(self):
+        sagemaker = import_sagemaker()
+        return sagemaker.Session(boto_session=self.boto_session, default_bucket=self.settings.bucket or None)
+
+    @property
+    def region(self) -> str:
+        return self.boto_session.region_name
+
+    @cached_property
+    def bucket(self) -> str:
+        return self.settings.bucket or self.sagemaker_session.default_bucket()
+
+    @property
+    def role(self) -> str:
+        if not self.settings.role:
+            raise ConfigError("no SageMaker execution role: pass --role ARN or set `role` in dogbreed.toml "
+                              "(or DOGBREED_ROLE)")
+        return self.settings.role
+
+    def s3_uri(self, *parts: str) -> str:
+        return "s3://" + "/".join([self.bucket, self.settings.prefix.strip("/"), *[p.strip("/") for p in parts]])
+
+    @cached_property
+    def sagemaker_client(self):
+        return self.sagemaker_session.sagemaker_client

@@ -1,0 +1,37 @@
+"""The source dir SageMaker runs: the entry scripts plus the torch-only part of dogbreed.
+
+Only modules that never import the SDK or the CLI go in, so the container needs nothing of
+ours beyond this folder (and `requirements.txt`, pip-installed by the toolkit).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from dogbreed.backends.base import scripts_dir
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # src/dogbreed
+# what the scripts import: the training and serving cores and their few pure-Python deps
+PACKAGE_PARTS = ("__init__.py", "errors.py", "_imports.py", "training", "serving")
+REQUIREMENTS = ["smdebug>=1.0.34", "numpy<2.3"]
+
+
+def stage_source_dir(dest: str | Path | None = None) -> Path:
+    """Copy scripts/*.py and the torch-only package parts into a fresh folder; return it."""
+    dest = Path(dest or tempfile.mkdtemp(prefix="dogbreed-src-"))
+    dest.mkdir(parents=True, exist_ok=True)
+    for script in scripts_dir().glob("*.py"):
+        shutil.copy2(script, dest / script.name)
+    pkg = dest / "dogbreed"
+    pkg.mkdir(exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in PACKAGE_PARTS:
+        src = PACKAGE_ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, pkg / part, ignore=ignore, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, pkg / part)
+    (dest / "requirements.txt").write_text("\n".join(REQUIREMENTS) + "\n")
+    return dest

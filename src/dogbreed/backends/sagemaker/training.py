@@ -1,0 +1,100 @@
+"""Training jobs on SageMaker: a PyTorch estimator over the staged source dir."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from dogbreed.backends.base import COMPLETED, TrainingJobSpec, JobDescription
+from dogbreed.backends.sagemaker.session import AwsContext
+from dogbreed.errors import ConfigError, JobNotFoundError
+from dogbreed.training.metrics import METRIC_DEFINITIONS
+
+
+def make_estimator(ctx: AwsContext, spec: TrainingJobSpec, source_dir: str, **extra: Any):
+    """The PyTorch estimator for `spec`; `extra` carries debugger/profiler/spot settings."""
+    from dogbreed.backends.sagemaker.session import import_sagemaker
+
+    import_sagemaker()
+    from sagemaker.pytorch import PyTorch
+
+    s = ctx.settings
+    return PyTorch(
+        entry_point=spec.entry_point,
+        source_dir=source_dir,
+        role=ctx.role,
+        framework_version=s.framework_version,
+        py_version=s.py_version,
+        instance_count=spec.processes,
+        instance_type=spec.instance_type or s.instance_type,
+        hyperparameters=dict(spec.hyperparameters),
+        metric_definitions=METRIC_DEFINITIONS,
+        base_job_name=spec.base_name,
+        output_path=ctx.s3_uri("jobs"),
+        code_location=ctx.s3_uri("code"),
+        sagemaker_session=ctx.sagemaker_session,
+        environment=dict(spec.env) or None,
+        max_run=spec.max_run_s or 24 * 3600,
+        distribution={"torch_distributed": {"enabled": True}} if spec.processes > 1 else None,
+        **extra,
+    )
+
+
+def check_s3_data(data: str) -> str:
+    if not data.startswith("s3://"):
+        raise ConfigError(f"the SageMaker backend reads data from S3, not {data!r}: run `dogbreed data upload` "
+                          "or pass --data s3://bucket/prefix")
+    return data
+
+
+def describe(ctx: AwsContext, name: str) -> JobDescription:
+    import botocore.exceptions
+
+    try:
+        d = ctx.sagemaker_client.describe_training_job(TrainingJobName=name)
+    except botocore.exceptions.ClientError as exc:
+        if "ValidationException" in str(exc) or "not found" in str(exc).lower():
+            raise JobNotFoundError(f"no SageMaker training job named {name!r} in {ctx.region}") from None
+        raise
+    return description_from_api(d)
+
+
+def _ts(value) -> float | None:
+    return value.timestamp() if hasattr(value, "timestamp") else value
+
+
+def description_from_api(d: dict) -> JobDescription:
+    from dogbreed import hyperparameters as hp
+
+    metrics = {m["MetricName"]: m["Value"] for m in d.get("FinalMetricDataList", [])}
+    return JobDescription(
+        name=d["TrainingJobName"],
+        status=d["TrainingJobStatus"],
+        backend="sagemaker",
+        entry_point=hp.decode({"p": d.get("HyperParameters", {}).get("sagemaker_program", '""')}).get("p", ""),
+        hyperparameters=hp.decode(d.get("HyperParameters", {})),
+        created=_ts(d.get("CreationTime")) or time.time(),
+        started=_ts(d.get("TrainingStartTime")),
+        ended=_ts(d.get("TrainingEndTime")),
+        metrics=metrics,
+        model_data=(d.get("ModelArtifacts") or {}).get("S3ModelArtifacts") if d["TrainingJobStatus"] == COMPLETED else None,
+        failure_reason=d.get("FailureReason"),
+        location=f"https://console.aws.amazon.com/sagemaker/home#/jobs/{d['TrainingJobName']}",
+        data=next((c["DataSource"]["S3DataSource"]["S3Uri"] for c in d.get("InputDataConfig", [])
+                   if "S3DataSource" in c.get("DataSource", {})), None),
+        extra={"secondary_status": d.get("SecondaryStatus"),
+               "rules": [{k: r.get(k) for k in ("RuleConfigurationName", "RuleEvaluationStatus", "StatusDetails")}
+                         for r in d.get("DebugRuleEvaluationStatuses", []) + d.get("ProfilerRuleEvaluationStatuses", [])],
+               "instance_type": (d.get("ResourceConfig") or {}).get("InstanceType")},
+    )
+
+
+def list_jobs(ctx: AwsContext, limit: int) -> list[JobDescription]:
+    resp = ctx.sagemaker_client.list_training_jobs(MaxResults=min(limit, 100), SortBy="CreationTime",
+                                                   SortOrder="Descending", NameContains=ctx.settings.prefix
+                                                   if ctx.settings.extra.get("filter_by_prefix") else "")
+    out = []
+    for s in resp.get("TrainingJobSummaries", []):
+        out.append(JobDescription(name=s["TrainingJobName"], status=s["TrainingJobStatus"], backend="sagemaker",
+                                  created=_ts(s.get("CreationTime")) or 0.0, ended=_ts(s.get("TrainingEndTime"))))
+    return out
