@@ -42,7 +42,7 @@ def check_dataset(path) -> CheckReport:
 
     from dogbreed.training.data import DogImages
 
-    data = DogImages.scan(path, check_images=True)
+    data = DogImages.scan(path, check_images="full")
     report = CheckReport(data.root, data.classes)
     for split, scan in data.splits.items():
         report.images[split] = len(scan.samples)

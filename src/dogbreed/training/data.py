@@ -56,13 +56,16 @@ def list_classes(root: Path, splits=SPLITS) -> list[str]:
     return classes
 
 
-def image_ok(path: Path) -> bool:
-    """Cheap check: PIL can identify the file and its size is sane."""
+def image_ok(path: Path, full: bool = False) -> bool:
+    """PIL can identify the file and its size is sane; with `full`, it also decodes completely
+    (catches truncated files, at the cost of a full decode)."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             w, h = im.size
+            if full and 0 < w * h <= MAX_IMAGE_PIXELS:
+                im.load()
             return 0 < w * h <= MAX_IMAGE_PIXELS
     except Exception:
         return False
@@ -74,7 +77,8 @@ class SplitScan:
     skipped: list[str] = field(default_factory=list)
 
 
-def scan_split(split_dir: Path, classes: list[str], check_images: bool = True) -> SplitScan:
+def scan_split(split_dir: Path, classes: list[str], check_images: bool | str = True) -> SplitScan:
+    """`check_images`: False (extension only), True (header), "full" (decode every image)."""
     scan = SplitScan()
     for idx, cls in enumerate(classes):
         folder = split_dir / cls
@@ -82,7 +86,7 @@ def scan_split(split_dir: Path, classes: list[str], check_images: bool = True) -
             if not entry.is_file() or entry.name.startswith("."):
                 continue
             path = Path(entry.path)
-            if path.suffix.lower() not in IMAGE_EXTENSIONS or (check_images and not image_ok(path)):
+            if path.suffix.lower() not in IMAGE_EXTENSIONS or (check_images and not image_ok(path, full=check_images == "full")):
                 scan.skipped.append(str(path))
                 continue
             scan.samples.append((str(path), idx))
@@ -135,7 +139,7 @@ class DogImages:
     splits: dict[str, SplitScan]
 
     @classmethod
-    def scan(cls, path: str | os.PathLike, splits=SPLITS, check_images: bool = True) -> "DogImages":
+    def scan(cls, path: str | os.PathLike, splits=SPLITS, check_images: bool | str = True) -> "DogImages":
         root = find_root(path)
         classes = list_classes(root, splits)
         scans = {s: scan_split(root / s, classes, check_images) for s in splits if (root / s).is_dir()}
