@@ -49,6 +49,21 @@ class App:
     workspace_path: str | None = None
     backend_name: str | None = None
     _backends: dict = field(default_factory=dict)
+    flags: dict = field(default_factory=dict)  # dogbreed.settings keys given as flags (+ "config")
+    _settings: object = None
+
+    def set_flag(self, key: str, value) -> None:
+        self.flags[key] = value
+        self._settings = None
+
+    @property
+    def settings(self):
+        """flags > environment > dogbreed.toml > defaults (see dogbreed.settings)."""
+        if self._settings is None:
+            from dogbreed.settings import Settings
+
+            self._settings = Settings.resolve({"backend": self.backend_name, **self.flags})
+        return self._settings
 
     @property
     def workspace(self):
@@ -58,14 +73,15 @@ class App:
 
     @property
     def backend_choice(self) -> str:
-        return self.backend_name or os.environ.get("DOGBREED_BACKEND") or "local"
+        return self.settings.backend
 
     def backend(self, name: str | None = None):
         from dogbreed.backends import get_backend
 
         name = name or self.backend_choice
         if name not in self._backends:
-            self._backends[name] = get_backend(name, self.workspace)
+            options = {"settings": self.settings.aws()} if name == "sagemaker" else {}
+            self._backends[name] = get_backend(name, self.workspace, **options)
         return self._backends[name]
 
 
@@ -74,13 +90,23 @@ class App:
 @click.option("--workspace", envvar="DOGBREED_WORKSPACE", default=None, metavar="DIR",
               help="Where state and local jobs live. [default: ./.dogbreed]")
 @click.option("--backend", type=click.Choice(["local", "sagemaker"]), default=None,
-              help="Where jobs and endpoints run. [default: local, or $DOGBREED_BACKEND]")
+              help="Where jobs and endpoints run. [default: local, or $DOGBREED_BACKEND, or dogbreed.toml]")
+@click.option("--config", "config_file", default=None, metavar="FILE",
+              help="Project config file. [default: $DOGBREED_CONFIG, else ./dogbreed.toml if present]")
+@click.option("--profile", default=None, help="AWS profile. [default: $AWS_PROFILE, or dogbreed.toml]")
+@click.option("--region", default=None, help="AWS region. [default: $AWS_REGION/$AWS_DEFAULT_REGION, dogbreed.toml, "
+              "or the profile's]")
+@click.option("--role", default=None, metavar="ARN", help="SageMaker execution role. [default: $DOGBREED_ROLE, "
+              "or `role` in dogbreed.toml]")
+@click.option("--bucket", default=None, help="S3 bucket. [default: $DOGBREED_BUCKET, dogbreed.toml, or the "
+              "SageMaker default bucket]")
 @click.pass_context
-def cli(ctx, workspace, backend):
+def cli(ctx, workspace, backend, config_file, profile, region, role, bucket):
     """Fine-tune, tune, debug, deploy and query a dog-breed classifier,
     on this machine (default) or on Amazon SageMaker."""
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
-    ctx.obj = App(workspace, backend)
+    flags = {"config": config_file, "profile": profile, "region": region, "role": role, "bucket": bucket}
+    ctx.obj = App(workspace, backend, flags={k: v for k, v in flags.items() if v is not None})
 
 
 def main() -> None:

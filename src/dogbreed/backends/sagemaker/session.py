@@ -37,10 +37,14 @@ class AwsSettings:
     bucket: str | None = None
     prefix: str = "dogbreed"
     instance_type: str = "ml.m5.xlarge"
+    tuning_instance_type: str = "ml.m5.xlarge"
     inference_instance_type: str = "ml.m5.large"
     framework_version: str = FRAMEWORK_VERSION
     inference_framework_version: str = INFERENCE_FRAMEWORK_VERSION
     py_version: str = PY_VERSION
+    spot: bool = False  # managed spot training, checkpointed to S3
+    max_run_s: int = 6 * 3600
+    max_wait_s: int | None = None  # spot only; >= max_run_s
     extra: dict = field(default_factory=dict)
 
 
