@@ -1,4 +1,4 @@
-"""`dogbreed data download|synth|check`: get a dataset, or make an offline one, and check it."""
+"""`dogbreed data download|synth|check|upload`: get a dataset, or make an offline one, check it, push it to S3."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from pathlib import Path
 
 import click
 
+from dogbreed.settings import flag_setter
+
 
 @click.group()
 def data():
-    """Get the dogImages dataset (or an offline sample set) and check it."""
+    """Get the dogImages dataset (or an offline sample set), check it, upload it to S3."""
 
 
 @data.command()
@@ -100,3 +102,58 @@ def check(app, path, as_json):
             click.echo(line)
     if not report.ok:
         raise SystemExit(1)
+
+
+@data.command()
+@click.argument("path", required=False)
+@click.option("--prefix", default=None, metavar="KEY/PREFIX",
+              help="Where under the bucket; a trailing slash makes no difference. "
+                   "[default: <prefix setting>/data/<folder name>, e.g. dogbreed/data/dogImages]")
+@click.option("--bucket", default=None, expose_value=False, callback=flag_setter("bucket"),
+              help="S3 bucket. [default: --bucket of dogbreed, $DOGBREED_BUCKET, dogbreed.toml, "
+                   "or the SageMaker default bucket]")
+@click.option("--jobs", "concurrency", default=16, show_default=True, type=click.IntRange(1, 128),
+              help="Parallel transfers.")
+@click.pass_obj
+def upload(app, path, prefix, concurrency):
+    """Upload a dataset to S3 (parallel; skips files already there with the same size and checksum).
+
+    Re-running after an interruption uploads only what is missing. The S3 URI is recorded
+    as the default --data of SageMaker jobs.
+
+    \b
+    Example:
+      dogbreed --region us-east-1 data upload data/dogImages --bucket my-bucket
+    """
+    import threading
+
+    from dogbreed.backends.sagemaker.s3 import upload_dataset
+    from dogbreed.backends.sagemaker.session import AwsContext
+    from dogbreed.errors import StateError
+
+    path = path or app.workspace.get("dataset")
+    if not path:
+        raise StateError("no PATH given and no dataset recorded; pass a folder, e.g. `dogbreed data upload data/sample`")
+    ctx = AwsContext(app.settings.aws())
+    prefix = prefix if prefix is not None else f"{app.settings.prefix.strip('/')}/data/{Path(path).absolute().name}"
+    bar, lock = {}, threading.Lock()
+
+    def on_plan(todo, skipped, nbytes):
+        click.echo(f"{skipped} file(s) already in S3 and unchanged; {todo} to upload ({nbytes / 1e6:.1f} MB)")
+        if todo:
+            bar["bar"] = click.progressbar(length=nbytes, label="uploading", show_pos=False)
+            bar["bar"].__enter__()
+
+    def progress(n):
+        with lock:
+            bar["bar"].update(n)
+
+    try:
+        result = upload_dataset(ctx.boto_session, ctx.bucket, ctx.region, path, prefix, concurrency=concurrency,
+                                on_plan=on_plan, progress=progress)
+    finally:
+        if "bar" in bar:
+            bar["bar"].__exit__(None, None, None)
+    app.workspace.update(dataset_s3=result.uri)
+    click.echo(f"{result.uri}: {len(result.uploaded)} uploaded ({result.bytes_uploaded / 1e6:.1f} MB), "
+               f"{result.skipped} unchanged (recorded as the default --data of SageMaker jobs)")
