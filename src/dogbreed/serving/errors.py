@@ -1,8 +1,10 @@
 """Errors a request can cause. Each carries the HTTP status the server answers with,
-like the inference toolkit's BaseInferenceToolkitError."""
+like the inference toolkit's BaseInferenceToolkitError (which sets its own status code)."""
 
 
 class RequestError(Exception):
+    """The request is malformed or unusable (400 unless a subclass says otherwise)."""
+
     status_code = 400
 
     def __init__(self, message: str, status_code: int | None = None):
@@ -12,12 +14,22 @@ class RequestError(Exception):
 
 
 class UnsupportedMediaType(RequestError):
+    """Raised for a Content-Type no decoder handles; the message lists the accepted ones."""
+
     status_code = 415
 
 
 class NotAcceptable(RequestError):
+    """Raised when no type in the Accept header can be produced."""
+
     status_code = 406
 
 
 class PayloadTooLarge(RequestError):
+    """Raised for bodies over the size limit and images over the pixel limit."""
+
     status_code = 413
+
+
+class ModelLoadError(Exception):
+    """Raised when the model directory or the inference module cannot be loaded."""

@@ -1,8 +1,17 @@
 """model_fn / input_fn / predict_fn / output_fn, as the SageMaker inference toolkit calls them.
 
 Content types go through a decoder table; an unsupported type gets an error listing the
-accepted ones. Images are decoded with EXIF orientation, converted to RGB and preprocessed
-with exactly the eval preset used for validation.
+accepted ones. Images are decoded with EXIF orientation, converted to RGB (alpha composited
+on white, 16-bit scaled, CMYK/palette converted) and preprocessed with exactly the eval
+preset used for validation. Bodies are never interpreted as URLs: nothing is fetched.
+
+Wire format:
+  request   image/jpeg | image/png | application/x-image: one image;
+            application/json: {"instances": ["<base64 image>", ...]} (or [{"b64": ...}, ...])
+  response  Accept application/json (also missing or */*):
+                {"predictions": [[{"breed", "index", "probability"}, ...top-k], ...one list per image]}
+            Accept application/json; top_k=N      N breeds per image (default 5)
+            Accept application/json; output=logits  {"logits": [[...num_classes floats], ...]}
 """
 
 from __future__ import annotations
@@ -13,12 +22,18 @@ import io
 import json
 from dataclasses import dataclass
 
-from dogbreed.serving.errors import NotAcceptable, RequestError, UnsupportedMediaType
+from dogbreed.serving.errors import NotAcceptable, PayloadTooLarge, RequestError, UnsupportedMediaType
 
-MAX_IMAGE_PIXELS = 40_000_000  # ~ 6300x6300; bigger declared sizes are decompression bombs
+MAX_IMAGE_PIXELS = 40_000_000  # ~6300x6300; bigger declared sizes are decompression bombs
+MAX_BATCH_IMAGES = 64  # per JSON request; bigger batches belong in several requests
 IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
 JSON_TYPE = "application/json"
 DEFAULT_TOP_K = 5
+# Formats Pillow may open. Excludes e.g. EPS, which would run Ghostscript on request bytes.
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO")
+# Fraction of probe images whose bf16 top-1 must match fp32 before serving in bf16.
+MIN_BF16_AGREEMENT = 0.875
+PROBE_IMAGES = 8
 
 
 @dataclass
@@ -28,55 +43,107 @@ class LoadedModel:
     breeds: list
     precision: object
     transform: object
+    agreement: float | None = None  # bf16 vs fp32 top-1 agreement measured at load (None: fp32)
+
+    def describe(self) -> str:
+        check = "" if self.agreement is None else f", top-1 agreement with fp32 {self.agreement:.0%}"
+        return f"{self.config.arch} {self.config.image_size}px {len(self.breeds)} classes on {self.precision.describe()}{check}"
 
 
+# -- model -------------------------------------------------------------------------------------
 def model_fn(model_dir: str, device: str = "auto", mixed_precision: str = "auto") -> LoadedModel:
-    """Load the artifact once: eval mode, inference precision, preprocessing preset."""
+    """Load the artifact once: eval mode, no grad, fastest precision that keeps fp32's answers."""
     import torch
 
-    from dogbreed.training.device import select_precision
+    from dogbreed.training.device import Precision, select_precision
     from dogbreed.training.model import breed_name, load_model
     from dogbreed.training.presets import ClassificationPresetEval
 
-    precision = select_precision(device, mixed_precision)
-    model = precision.prepare_model(load_model(model_dir, map_location="cpu")).eval()
+    torch.set_grad_enabled(False)
+    model = load_model(model_dir, map_location="cpu").eval()
     for p in model.parameters():
         p.requires_grad_(False)
     cfg = model.config
-    torch.set_grad_enabled(False)
+    precision = select_precision(device, mixed_precision)
+    agreement = None
+    if precision.dtype is not None:
+        fp32 = Precision(precision.device, None, False)
+        agreement = top1_agreement(model, cfg.image_size, fp32, precision)
+        if agreement < MIN_BF16_AGREEMENT and mixed_precision != "on":
+            precision = fp32
+            model = model.to(memory_format=torch.contiguous_format)  # the check left it channels_last
+    model = precision.prepare_model(model)
     return LoadedModel(model, cfg, [breed_name(c) for c in cfg.classes], precision,
-                       ClassificationPresetEval(crop_size=cfg.image_size, mean=cfg.mean, std=cfg.std))
+                       ClassificationPresetEval(crop_size=cfg.image_size, mean=cfg.mean, std=cfg.std), agreement)
 
 
+def probe_batch(image_size: int, n: int = PROBE_IMAGES):
+    """Deterministic, image-like inputs (smooth colour fields, normalised) for the precision check."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.rand(n, 3, 8, 8, generator=g)
+    x = torch.nn.functional.interpolate(coarse, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    return (x - 0.45) / 0.225
+
+
+def top1_agreement(model, image_size: int, reference, candidate) -> float:
+    """Share of probe images on which `candidate` precision picks the same class as `reference`."""
+    x = probe_batch(image_size)
+
+    def top1(precision):
+        m = precision.prepare_model(model)
+        with precision.autocast():
+            return m(precision.prepare_input(x)).float().argmax(dim=1).cpu()
+
+    return float((top1(reference) == top1(candidate)).float().mean())
+
+
+# -- input -------------------------------------------------------------------------------------
 def decode_image(data: bytes):
+    """Bytes -> RGB PIL image, EXIF orientation applied; RequestError says what is wrong."""
     from PIL import Image, ImageOps
 
     if not data:
         raise RequestError("empty request body: send the bytes of a JPEG or PNG image")
     try:
-        im = Image.open(io.BytesIO(data))
+        im = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise PayloadTooLarge(f"image declares too many pixels ({exc}); resize it below "
+                              f"{MAX_IMAGE_PIXELS} pixels") from None
     except Exception:
-        raise RequestError("the body is not an image Pillow can read: send a JPEG or PNG file") from None
+        raise RequestError("the body is not a supported image (JPEG, PNG, WebP, BMP, GIF or TIFF): "
+                           f"send the image file's bytes ({len(data)} bytes received)") from None
     w, h = im.size
     if w * h > MAX_IMAGE_PIXELS:
-        raise RequestError(f"image is {w}x{h} = {w * h} pixels, over the {MAX_IMAGE_PIXELS} limit: resize it first",
-                           status_code=413)
+        raise PayloadTooLarge(f"image is {w}x{h} = {w * h} pixels, over the {MAX_IMAGE_PIXELS} limit: resize it first")
     try:
-        im = ImageOps.exif_transpose(im)
-        if im.mode not in ("RGB",):
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                rgba = im.convert("RGBA")
-                bg = Image.new("RGB", rgba.size, (255, 255, 255))
-                bg.paste(rgba, mask=rgba.getchannel("A"))
-                im = bg
-            elif im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                im = im.point(lambda v: v / 256).convert("L").convert("RGB")
-            else:
-                im = im.convert("RGB")
+        im = to_rgb(ImageOps.exif_transpose(im))
         im.load()
     except Exception as exc:
-        raise RequestError(f"the image is corrupt or truncated ({type(exc).__name__}): send a complete file") from None
+        raise RequestError(f"the image is corrupt or truncated ({type(exc).__name__}: {exc}): "
+                           "send a complete file") from None
     return im
+
+
+def to_rgb(im):
+    """Any Pillow mode -> RGB: alpha composited on white, 16/32-bit integers scaled to 8 bits."""
+    from PIL import Image
+
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGB", rgba.size, (255, 255, 255))
+        bg.paste(rgba, mask=rgba.getchannel("A"))
+        return bg
+    if im.mode.startswith("I"):  # I;16, I;16B, I;16L, I: Pillow's convert() would clip, not scale
+        import numpy as np
+
+        a = np.asarray(im).astype(np.int64)
+        shift = 8 if a.max(initial=0) <= 0xFFFF else 24
+        return Image.fromarray((np.clip(a, 0, None) >> shift).clip(0, 255).astype(np.uint8), "L").convert("RGB")
+    return im.convert("RGB")
 
 
 def _decode_json(body) -> list:
@@ -84,70 +151,117 @@ def _decode_json(body) -> list:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise RequestError('body is not valid JSON: send {"instances": ["<base64 image>", ...]}') from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("instances"), list) or not doc["instances"]:
+    instances = doc.get("instances") if isinstance(doc, dict) else None
+    if not isinstance(instances, list) or not instances:
         raise RequestError('JSON body needs a non-empty "instances" list of base64-encoded images')
+    if len(instances) > MAX_BATCH_IMAGES:
+        raise PayloadTooLarge(f"{len(instances)} instances in one request, over the {MAX_BATCH_IMAGES} limit: "
+                              "split them into several requests")
     images = []
-    for i, item in enumerate(doc["instances"]):
+    for i, item in enumerate(instances):
         if isinstance(item, dict):
-            item = item.get("b64") or item.get("image_bytes", {}).get("b64") if isinstance(item.get("image_bytes", {}), dict) else item.get("b64")
+            item = item.get("b64")
         if not isinstance(item, str):
-            raise RequestError(f"instances[{i}] must be a base64 string (URLs are not fetched)")
+            raise RequestError(f'instances[{i}] must be a base64 string or {{"b64": "..."}} (URLs are not fetched)')
         try:
             data = base64.b64decode(item, validate=True)
         except (binascii.Error, ValueError):
-            raise RequestError(f"instances[{i}] is not valid base64") from None
-        images.append(decode_image(data))
+            raise RequestError(f"instances[{i}] is not valid base64 (URLs are not fetched)") from None
+        try:
+            images.append(decode_image(data))
+        except RequestError as exc:
+            raise type(exc)(f"instances[{i}]: {exc}", exc.status_code) from None
     return images
 
 
-def input_fn(body, content_type: str):
-    """Decode a request into a list of RGB PIL images."""
-    ctype = (content_type or "").split(";")[0].strip().lower()
+def media_type(header: str | None) -> str:
+    return (header or "").split(";")[0].strip().lower()
+
+
+def input_fn(body, content_type: str, transform=None):
+    """Decode a request into RGB PIL images; with `transform` (the eval preset), into a
+    preprocessed float batch [N, 3, H, W] ready for the model."""
+    ctype = media_type(content_type)
     if ctype in IMAGE_TYPES:
         if isinstance(body, str):
-            body = body.encode("latin-1")
-        return [decode_image(bytes(body))]
-    if ctype == JSON_TYPE:
-        return _decode_json(body)
-    raise UnsupportedMediaType(
-        f"unsupported content type {content_type!r}: send one of {', '.join(IMAGE_TYPES + (JSON_TYPE,))}")
+            body = body.encode("utf-8", "surrogateescape")
+        images = [decode_image(bytes(body))]
+    elif ctype == JSON_TYPE:
+        images = _decode_json(body)
+    else:
+        raise UnsupportedMediaType(f"unsupported content type {content_type!r}: send one of "
+                                   f"{', '.join(IMAGE_TYPES + (JSON_TYPE,))}")
+    return images if transform is None else preprocess(images, transform)
 
 
-def preprocess(images, loaded: LoadedModel):
+def preprocess(images, transform):
     import torch
 
-    return torch.stack([loaded.transform(im) for im in images])
+    return torch.stack([transform(im) for im in images])
 
 
-def predict_fn(images, loaded: LoadedModel):
-    """Logits (float32, CPU) for a list of images or an already preprocessed batch tensor."""
+# -- predict -----------------------------------------------------------------------------------
+def predict_fn(data, loaded: LoadedModel):
+    """Logits (float32, CPU) for a list of PIL images or an already preprocessed batch."""
     import torch
 
-    batch = images if isinstance(images, torch.Tensor) else preprocess(images, loaded)
+    batch = data if isinstance(data, torch.Tensor) else preprocess(data, loaded.transform)
     with torch.inference_mode(), loaded.precision.autocast():
         logits = loaded.model(loaded.precision.prepare_input(batch))
     return logits.float().cpu()
 
 
+# -- output ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OutputRequest:
+    kind: str  # "top_k" | "logits"
+    k: int = DEFAULT_TOP_K
+
+
+ACCEPTED = "application/json (params: top_k=N, output=logits)"
+
+
+def parse_accept(accept: str | None) -> OutputRequest:
+    """Pick the first producible entry of an Accept header (q-values respected)."""
+    entries = []
+    for pos, raw in enumerate((accept or "").split(",")):
+        if not raw.strip():
+            continue
+        base, *params = [p.strip() for p in raw.split(";")]
+        opts = dict(p.split("=", 1) if "=" in p else (p, "") for p in params)
+        opts = {k.strip().lower(): v.strip().strip('"') for k, v in opts.items()}
+        try:
+            q = float(opts.pop("q", "1"))
+        except ValueError:
+            q = 1.0
+        entries.append((-q, pos, base.lower(), opts))
+    if not entries:
+        return OutputRequest("top_k")
+    for _, _, base, opts in sorted(entries):
+        if base not in (JSON_TYPE, "application/*", "*/*"):
+            continue
+        if opts.get("output", "predictions") == "logits":
+            return OutputRequest("logits")
+        if opts.get("output", "predictions") != "predictions":
+            raise NotAcceptable(f"unknown output={opts['output']!r} in Accept: use output=logits or leave it out")
+        k = opts.get("top_k", str(DEFAULT_TOP_K))
+        if not k.isdigit() or int(k) < 1:
+            raise NotAcceptable(f"top_k={k!r} in Accept must be a positive integer")
+        return OutputRequest("top_k", int(k))
+    raise NotAcceptable(f"cannot answer with {accept!r}: accept {ACCEPTED}")
+
+
 def top_k(logits, breeds, k: int = DEFAULT_TOP_K) -> list[list[dict]]:
-    probs = logits.softmax(dim=1)
+    probs = logits.float().softmax(dim=1)
     k = min(k, probs.shape[1])
     values, idx = probs.topk(k, dim=1)
     return [[{"breed": breeds[j], "index": int(j), "probability": round(float(p), 6)} for p, j in zip(vs, ids)]
             for vs, ids in zip(values.tolist(), idx.tolist())]
 
 
-def output_fn(logits, accept: str | None, breeds: list | None = None, k: int = DEFAULT_TOP_K):
-    """Encode predictions. `application/json` (default): top-k breeds per image;
-    `application/json; verbose=logits` or `application/x-logits+json`: raw logits."""
-    accept = (accept or JSON_TYPE).strip().lower()
-    base = accept.split(";")[0].strip()
-    if base in ("*/*", ""):
-        base = JSON_TYPE
-    if base == "application/x-logits+json" or "logits" in accept:
+def output_fn(logits, accept: str | None, breeds: list):
+    """Encode logits [N, C] as JSON per the Accept header; returns (body, content type)."""
+    want = parse_accept(accept)
+    if want.kind == "logits":
         return json.dumps({"logits": logits.tolist()}), JSON_TYPE
-    if base != JSON_TYPE:
-        raise NotAcceptable(f"cannot answer with {accept!r}: accept application/json or application/x-logits+json")
-    if breeds is None:
-        raise RequestError("breed names unavailable")
-    return json.dumps({"predictions": top_k(logits, breeds, k)}), JSON_TYPE
+    return json.dumps({"predictions": top_k(logits, breeds, want.k)}), JSON_TYPE
