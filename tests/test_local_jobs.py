@@ -1,0 +1,131 @@
+"""The local job runner for real: subprocess jobs in /opt/ml-style folders."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import pytest
+
+from dogbreed.backends.base import COMPLETED, FAILED, IN_PROGRESS, STOPPED, TrainingJobSpec
+from dogbreed.backends.local.jobs import LocalJobRunner
+from dogbreed.backends.local.layout import JobLayout
+from dogbreed.errors import DataError, JobNotFoundError
+from dogbreed.training.environment import TrainingEnv
+from dogbreed.workspace import Workspace
+from tests.conftest import TINY_HPS
+
+
+@pytest.fixture
+def runner(workspace):
+    return LocalJobRunner(Workspace.resolve(workspace))
+
+
+def spec(data, **hps):
+    return TrainingJobSpec(entry_point="hpo.py", hyperparameters={**TINY_HPS, "epochs": 1, **hps}, data=str(data),
+                           base_name="t")
+
+
+def test_completed_job_layout_metrics_and_artifact(runner, sample_data):
+    lines = []
+    job = runner.run(spec(sample_data, **{"batch-size": 40}), log=lines.append)
+    assert job.status == COMPLETED, job.failure_reason
+    layout = runner.layout(job.name)
+    hps = json.loads((layout.config_dir / "hyperparameters.json").read_text())
+    assert hps["arch"] == '"resnet18"' and hps["epochs"] == "1"  # JSON-encoded like the SDK sends them
+    assert json.loads((layout.config_dir / "resourceconfig.json").read_text())["current_host"] == "algo-1"
+    assert (layout.channel_dir("training") / "train").is_dir()
+    assert {"valid_loss", "train_loss", "epoch"} <= set(job.metrics)
+    assert job.metrics["valid_loss"] == job.metric_series["valid_loss"][-1]
+    assert any(line.startswith("#metric valid_loss=") for line in lines)
+    assert "#metric valid_loss=" in layout.log_file.read_text()
+    with tarfile.open(job.model_data) as tar:
+        assert sorted(tar.getnames()) == ["labels.json", "model.pth", "model_config.json"]
+    again = runner.describe(job.name)
+    assert again.status == COMPLETED and again.model_data == job.model_data
+    assert [j.name for j in runner.list()] == [job.name]
+
+
+def test_environment_follows_the_toolkit(tmp_path):
+    layout = JobLayout(tmp_path / "job")
+    (tmp_path / "scripts").mkdir()
+    layout.create(channels={"training": tmp_path}, encoded_hps={}, scripts=tmp_path / "scripts", config_files={})
+    env = layout.environment(job_name="j", entry_point="hpo.py", user_hps={"use-amp": True, "lr": 0.1},
+                             channels={"training": tmp_path})
+    assert env["SM_CHANNELS"] == '["training"]'
+    assert env["SM_HP_USE-AMP"] == "true" and env["SM_HP_LR"] == "0.1"
+    assert env["SM_USER_ARGS"] == '["--lr","0.1","--use-amp","True"]'
+    parsed = TrainingEnv.from_env(env)
+    assert parsed.model_dir == layout.model_dir and parsed.channel() == layout.channel_dir("training")
+    assert parsed.checkpoint_dir == layout.checkpoint_dir and parsed.job_name == "j"
+
+
+def test_failed_job_records_reason_and_no_artifact(runner, sample_data, tmp_path):
+    (tmp_path / "broken" / "train" / "a").mkdir(parents=True)
+    job = runner.run(spec(tmp_path / "broken"))
+    assert job.status == FAILED
+    assert "has 1 class folder" in job.failure_reason
+    assert job.model_data is None and not runner.layout(job.name).model_tar.exists()
+    assert "error:" in runner.layout(job.name).log_file.read_text()
+
+
+def test_missing_dataset_fails_before_any_job(runner, tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        runner.run(spec(tmp_path / "nope"))
+    assert runner.list() == []
+
+
+def test_stop_marks_stopped_without_artifact(runner, sample_data):
+    running = runner.start(spec(sample_data, epochs=50, patience=0))
+    deadline = time.time() + 120
+    while time.time() < deadline and "#metric epoch=" not in (runner.layout(running.name).log_file.read_text()
+                                                               if runner.layout(running.name).log_file.exists() else ""):
+        time.sleep(0.2)
+    running.stop()
+    job = running.wait(60)
+    assert job.status == STOPPED and job.model_data is None
+    assert not runner.layout(running.name).model_tar.exists()
+    assert job.metrics.get("epoch", 0) >= 1
+
+
+def test_dead_runner_is_reported_failed(runner, sample_data):
+    desc = runner.prepare(spec(sample_data))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    desc.extra["runner_pid"] = dead.pid
+    runner._write(desc)
+    assert runner.describe(desc.name).status == FAILED
+    assert "died" in runner.describe(desc.name).failure_reason
+
+
+def test_unknown_job(runner):
+    with pytest.raises(JobNotFoundError, match="dogbreed jobs"):
+        runner.describe("nope")
+
+
+def test_max_run_stops_the_job(runner, sample_data):
+    s = spec(sample_data, epochs=50, patience=0)
+    s.max_run_s = 3
+    job = runner.run(s)
+    assert job.status == STOPPED and "max_run" in job.failure_reason
+
+
+def test_ctrl_c_on_the_cli_marks_the_job_stopped(workspace, sample_data):
+    env = dict(os.environ, DOGBREED_WORKSPACE=str(workspace))
+    args = [sys.executable, "-m", "dogbreed", "train", "--data", str(sample_data), "--epochs", "50",
+            *sum(([f"--{k}", str(v)] for k, v in TINY_HPS.items() if k in ("arch", "weights", "image-size")), []),
+            "-H", "patience=0", "-H", "workers=0"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if line.startswith("#metric epoch="):
+            break
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    jobs = LocalJobRunner(Workspace.resolve(workspace)).list()
+    assert len(jobs) == 1 and jobs[0].status == STOPPED
+    assert not JobLayout(workspace / "jobs" / jobs[0].name).model_tar.exists()
+    assert jobs[0].status != IN_PROGRESS
