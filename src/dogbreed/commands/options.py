@@ -46,11 +46,50 @@ def resolve_data(app, data: str | None) -> str:
 
     if data:
         return data
+    if app.backend_choice == "sagemaker":
+        uploaded = app.workspace.get("dataset_s3")
+        if not uploaded:
+            raise StateError("no --data given and no dataset uploaded to S3; run `dogbreed data upload [DIR]` "
+                             "or pass --data s3://bucket/prefix/")
+        return uploaded
     recorded = app.workspace.get("dataset")
     if not recorded:
         raise StateError("no --data given and no dataset recorded; run `dogbreed data synth --out data/sample` "
                          "or `dogbreed data download`, or pass --data DIR")
     return recorded
+
+
+def sagemaker_job_options(f=None, *, kind: str = "training"):
+    """--instance-type --spot/--no-spot --max-run --max-wait for SageMaker jobs.
+
+    The values go straight into the resolved settings (`app.settings`, source "flag --spot"), so
+    the command body needs no parameters for them. kind="tuning" sets the trial instance type.
+    Use as `@sagemaker_job_options` or `@sagemaker_job_options(kind="tuning")`.
+    """
+    from dogbreed.settings import flag_setter
+
+    instance_key = {"training": "instance_type", "tuning": "tuning_instance_type"}[kind]
+
+    def decorate(func):
+        for opt in reversed([
+            click.option("--instance-type", default=None, expose_value=False, callback=flag_setter(instance_key),
+                         help="SageMaker instance type. [default: ml.m5.xlarge, or `%s` in dogbreed.toml]"
+                              % instance_key),
+            click.option("--spot/--no-spot", default=None, expose_value=False, callback=flag_setter("spot"),
+                         help="SageMaker managed spot training, checkpointed to S3 and resumed after an "
+                              "interruption. [default: off, or `spot` in dogbreed.toml]"),
+            click.option("--max-run", default=None, metavar="DURATION", expose_value=False,
+                         callback=flag_setter("max_run"),
+                         help="SageMaker stops a job after this long, e.g. 90m or 2h. [default: 6h]"),
+            click.option("--max-wait", default=None, metavar="DURATION", expose_value=False,
+                         callback=flag_setter("max_wait"),
+                         help="Spot only: give up after this long, waiting for capacity included. "
+                              "[default: 2 x --max-run]"),
+        ]):
+            func = opt(func)
+        return func
+
+    return decorate(f) if f is not None else decorate
 
 
 def echo_line(line: str) -> None:

@@ -19,6 +19,9 @@ class SageMakerBackend(Backend):
     # -- training jobs ---------------------------------------------------------------------
     def run_training_job(self, spec: TrainingJobSpec, *, wait: bool = True, log=None, **estimator_extra) -> JobDescription:
         training.check_s3_data(spec.data)
+        spec = training.with_job_name(spec)
+        if log:
+            log(training.cost_estimate(self.ctx, spec).line())
         est = training.make_estimator(self.ctx, spec, str(stage_source_dir()), **estimator_extra)
         est.fit({"training": spec.data}, wait=False, job_name=spec.job_name)
         name = est.latest_training_job.name

@@ -34,10 +34,50 @@ def make_estimator(ctx: AwsContext, spec: TrainingJobSpec, source_dir: str, **ex
         code_location=ctx.s3_uri("code"),
         sagemaker_session=ctx.sagemaker_session,
         environment=dict(spec.env) or None,
-        max_run=spec.max_run_s or 24 * 3600,
+        max_run=spec.max_run_s or s.max_run_s,
         distribution={"torch_distributed": {"enabled": True}} if spec.processes > 1 else None,
-        **extra,
+        **{**spot_options(ctx, spec), **extra},
     )
+
+
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"  # where train_model.py looks for a checkpoint to resume
+
+
+def spot_options(ctx: AwsContext, spec: TrainingJobSpec) -> dict:
+    """Managed spot: an interrupted job restarts and resumes from its checkpoints, synced to S3.
+
+    Checkpoints go to a folder named after the job, so no job ever resumes from another's;
+    without a job name (a tuner's shared estimator) spot runs without them.
+    """
+    s = ctx.settings
+    if not s.spot:
+        return {}
+    max_run = spec.max_run_s or s.max_run_s
+    opts = {"use_spot_instances": True, "max_wait": max(s.max_wait_s or 2 * max_run, max_run)}
+    if spec.job_name:
+        opts.update(checkpoint_s3_uri=ctx.s3_uri("checkpoints", spec.job_name),
+                    checkpoint_local_path=CHECKPOINT_LOCAL_PATH)
+    return opts
+
+
+def with_job_name(spec: TrainingJobSpec) -> TrainingJobSpec:
+    """`spec` with a unique job name, chosen before the estimator exists (the checkpoint path needs it)."""
+    import dataclasses
+
+    from dogbreed.backends.sagemaker.session import import_sagemaker
+
+    import_sagemaker()
+    from sagemaker.utils import name_from_base
+
+    return spec if spec.job_name else dataclasses.replace(spec, job_name=name_from_base(spec.base_name))
+
+
+def cost_estimate(ctx: AwsContext, spec: TrainingJobSpec):
+    from dogbreed.costs import estimate_training
+
+    s = ctx.settings
+    return estimate_training(spec.instance_type or s.instance_type, spec.processes, spec.max_run_s or s.max_run_s,
+                             spot=s.spot)
 
 
 def check_s3_data(data: str) -> str:
