@@ -18,6 +18,8 @@ COMMANDS = {
     "data": "dogbreed.commands.data:data",
     "train": "dogbreed.commands.train:train",
     "jobs": "dogbreed.commands.jobs:jobs",
+    "config": "dogbreed.commands.config:config",
+    "cleanup": "dogbreed.commands.cleanup:cleanup",
 }
 
 

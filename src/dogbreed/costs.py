@@ -101,7 +101,7 @@ def endpoint_cost_line(instance_type: str | None, instance_count: int = 1, serve
 
 
 def expires_at(after_s: int, now: float | None = None) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((now or time.time()) + after_s))
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((time.time() if now is None else now) + after_s))
 
 
 def expiry_tags(after_s: int, now: float | None = None) -> list[dict]:
@@ -117,7 +117,7 @@ def is_expired(tags: list[dict], now: float | None = None) -> bool:
         deadline = calendar.timegm(time.strptime(value, "%Y-%m-%dT%H:%M:%SZ"))
     except ValueError:
         return False
-    return (now or time.time()) >= deadline
+    return (time.time() if now is None else now) >= deadline
 
 
 def endpoint_reminder(name: str, instance_type: str | None = None, instance_count: int = 1,
