@@ -32,6 +32,11 @@ def test_local_training_learns_and_the_artifact_serves(cli, workspace, sample_da
     assert metrics["best_valid_loss"] < 1.2  # chance for 5 classes is ln(5) = 1.61
     assert max(h["valid_acc"] for h in metrics["history"]) >= 0.6  # chance is 0.2
     assert len(metrics["test"]["confusion_matrix"]) == 5 and metrics["test"]["n"] == 20
+    listing = cli("jobs").output
+    assert state["model_data"]["job"] in listing and "Completed" in listing and "test_acc=" in listing
+    described = json.loads(cli("jobs", state["model_data"]["job"], "--json").output)
+    assert described["status"] == "Completed" and described["hyperparameters"]["epochs"] == 6
+    assert "not found" not in cli("jobs", "nope").output and cli("jobs", "nope").exit_code == 1
 
     # the artifact loads back through inference.py's handlers and predicts
     model_dir = tmp_path / "served"

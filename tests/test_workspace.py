@@ -43,3 +43,21 @@ def test_concurrent_updates_lose_nothing(tmp_path):
         p.join()
     assert len(Workspace.resolve(tmp_path).state()) == 60
     assert not list(tmp_path.glob(".state.json.*"))  # no temp files left behind
+
+
+def test_state_survives_a_kill_mid_write(tmp_path):
+    """SIGKILL a process that rewrites the state in a tight loop: the file always parses."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys\nfrom dogbreed.workspace import Workspace\nws = Workspace.resolve(sys.argv[1])\n"
+            "i = 0\nwhile True:\n    i += 1\n    ws.update(counter=i, blob='x' * 100000)\n")
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)])
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        state = Workspace.resolve(tmp_path).state()
+        assert state["counter"] >= 1 and len(state["blob"]) == 100000
