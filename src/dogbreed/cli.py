@@ -17,6 +17,11 @@ from dogbreed.errors import DogbreedError
 COMMANDS = {
     "data": "dogbreed.commands.data:data",
     "train": "dogbreed.commands.train:train",
+    "deploy": "dogbreed.commands.endpoint:deploy",
+    "predict": "dogbreed.commands.endpoint:predict",
+    "undeploy": "dogbreed.commands.endpoint:undeploy",
+    "endpoints": "dogbreed.commands.endpoint:endpoints",
+    "serve": "dogbreed.commands.endpoint:serve",
     "jobs": "dogbreed.commands.jobs:jobs",
     "config": "dogbreed.commands.config:config",
     "cleanup": "dogbreed.commands.cleanup:cleanup",

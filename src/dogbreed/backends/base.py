@@ -79,6 +79,56 @@ class JobDescription:
 LogSink = Callable[[str], None]
 
 
+# -- endpoints -------------------------------------------------------------------------------
+@dataclass
+class EndpointSpec:
+    """What to deploy: a model artifact (model.tar.gz path/URI, or an extracted folder locally)."""
+
+    model_data: str
+    name: str | None = None  # None: dogbreed-<timestamp>
+    # local server
+    port: int = 8080
+    max_batch_size: int = 16
+    max_wait_ms: float = 5.0
+    # SageMaker
+    instance_type: str | None = None  # None: the configured inference instance type
+    serverless: bool = False
+    memory_mb: int = 4096
+    max_concurrency: int = 5
+    timeout_s: float = 600.0  # how long deploy waits for the endpoint to turn healthy
+
+
+@dataclass
+class EndpointDescription:
+    name: str
+    backend: str
+    status: str  # SageMaker's EndpointStatus values: Creating | InService | Failed | ...
+    url: str | None = None  # local: http://127.0.0.1:PORT
+    model_data: str | None = None
+    created: float | None = None
+    failure_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # pid, port, instance type, serverless config
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EndpointDescription":
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class EndpointConnection(abc.ABC):
+    """An open line to one endpoint; `predict` sends many images through one of these."""
+
+    @abc.abstractmethod
+    def invoke(self, body: bytes, content_type: str, accept: str = "application/json") -> tuple[bytes, str]:
+        """POST one request; return (body, content type); raise EndpointError on any error answer."""
+
+    def close(self) -> None:
+        pass
+
+
 class Backend(abc.ABC):
     """Implemented by LocalBackend and SageMakerBackend."""
 
@@ -96,3 +146,20 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def list_jobs(self, limit: int = 50) -> list[JobDescription]:
         """Recent jobs, newest first."""
+
+    # -- endpoints -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def deploy_endpoint(self, spec: EndpointSpec, log: LogSink | None = None) -> EndpointDescription:
+        """Create an endpoint serving `spec.model_data` with scripts/inference.py; return when it is healthy."""
+
+    @abc.abstractmethod
+    def list_endpoints(self) -> list[EndpointDescription]:
+        """Endpoints of this backend, newest first, with their current status."""
+
+    @abc.abstractmethod
+    def delete_endpoint(self, name: str) -> None:
+        """Stop and remove an endpoint (SageMaker: endpoint, config and model); EndpointError if unknown."""
+
+    @abc.abstractmethod
+    def connect_endpoint(self, name: str, url: str | None = None) -> EndpointConnection:
+        """A connection for invoking `name` (`url`, when known, spares a lookup)."""

@@ -237,6 +237,8 @@ class ModelServer:
     def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str, int]:
         """input_fn (this thread) -> predict_fn (model thread, batched) -> output_fn (this thread)."""
         m = self.module
+        if not self.batcher.alive():
+            raise HttpError(503, "the model worker is not running: redeploy the endpoint")
         if m.transform_fn:
             job = self.batcher.submit(lambda: m.transform_fn(self.model, body, content_type, accept))
             out = self._wait(job)

@@ -26,3 +26,24 @@ class LocalBackend(Backend):
 
     def list_jobs(self, limit: int = 50) -> list[JobDescription]:
         return self.runner.list(limit)
+
+    # -- endpoints (dogbreed.backends.local.endpoints) ---------------------------------------
+    def deploy_endpoint(self, spec, log=None):
+        from dogbreed.backends.local.endpoints import LocalEndpoints
+
+        return LocalEndpoints(self.ws).deploy(spec, log)
+
+    def list_endpoints(self):
+        from dogbreed.backends.local.endpoints import LocalEndpoints
+
+        return LocalEndpoints(self.ws).list()
+
+    def delete_endpoint(self, name):
+        from dogbreed.backends.local.endpoints import LocalEndpoints
+
+        LocalEndpoints(self.ws).delete(name)
+
+    def connect_endpoint(self, name, url=None):
+        from dogbreed.backends.local.endpoints import LocalEndpoints
+
+        return LocalEndpoints(self.ws).connect(name, url)

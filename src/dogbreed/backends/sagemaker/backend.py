@@ -34,3 +34,24 @@ class SageMakerBackend(Backend):
 
     def list_jobs(self, limit: int = 50) -> list[JobDescription]:
         return training.list_jobs(self.ctx, limit)
+
+    # -- endpoints (dogbreed.backends.sagemaker.endpoints) -----------------------------------
+    def deploy_endpoint(self, spec, log=None):
+        from dogbreed.backends.sagemaker import endpoints
+
+        return endpoints.deploy(self.ctx, spec, str(stage_source_dir()), log)
+
+    def list_endpoints(self):
+        from dogbreed.backends.sagemaker import endpoints
+
+        return endpoints.list_endpoints(self.ctx)
+
+    def delete_endpoint(self, name):
+        from dogbreed.backends.sagemaker import endpoints
+
+        endpoints.delete(self.ctx, name)
+
+    def connect_endpoint(self, name, url=None):
+        from dogbreed.backends.sagemaker import endpoints
+
+        return endpoints.RuntimeConnection(self.ctx, name)

@@ -1,0 +1,270 @@
+"""Local endpoints: `python -m dogbreed.serving.server` in the background, one folder each.
+
+    <workspace>/endpoints/<name>/
+        endpoint.json   name, status, url, pid, port, model data
+        model/          the extracted model.tar.gz (+ code/inference.py, as PyTorchModel repacks it)
+        server.log      the server's stdout and stderr
+
+The server runs in its own session (process group), so `undeploy` stops it and nothing it
+started, leaving no orphans; the folder goes with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from dogbreed.backends.base import EndpointConnection, EndpointDescription, EndpointSpec, scripts_dir
+from dogbreed.errors import EndpointError
+from dogbreed.serving.client import EndpointClient
+from dogbreed.workspace import Workspace, atomic_write_json
+
+EndpointConnection.register(EndpointClient)
+
+SERVER_MODULE = "dogbreed.serving.server"
+NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's endpoint name rule
+CREATING, IN_SERVICE, OUT_OF_SERVICE, FAILED = "Creating", "InService", "OutOfService", "Failed"
+STOP_GRACE_S = 10.0
+
+
+def process_running(pid: int | None) -> bool:
+    """True for a live (not zombie) model server process with this pid; guards against pid reuse."""
+    if not pid:
+        return False
+    proc = Path(f"/proc/{pid}")
+    if proc.is_dir():
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            return False
+        return state not in ("Z", "X") and SERVER_MODULE in cmdline
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if the server is our own child (deploy ran in this process)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+class LocalEndpoints:
+    def __init__(self, workspace: Workspace):
+        self.root = workspace.root / "endpoints"
+
+    def folder(self, name: str) -> Path:
+        return self.root / name
+
+    # -- records ---------------------------------------------------------------------------
+    def _write(self, desc: EndpointDescription) -> None:
+        atomic_write_json(self.folder(desc.name) / "endpoint.json", desc.to_dict())
+
+    def _read(self, name: str) -> EndpointDescription | None:
+        try:
+            return EndpointDescription.from_dict(json.loads((self.folder(name) / "endpoint.json").read_text()))
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            return None
+
+    def describe(self, name: str) -> EndpointDescription:
+        desc = self._read(name)
+        if desc is None:
+            raise EndpointError(f"no local endpoint named {name!r}: `dogbreed endpoints` lists them, "
+                                "`dogbreed deploy` creates one")
+        return self._refresh(desc)
+
+    def _refresh(self, desc: EndpointDescription) -> EndpointDescription:
+        """Status from the process and /ping, not just from what was recorded."""
+        if desc.status not in (CREATING, IN_SERVICE, OUT_OF_SERVICE):
+            return desc
+        if not process_running(desc.extra.get("pid")):
+            desc.status = FAILED
+            desc.failure_reason = f"the server process exited; see {self.folder(desc.name) / 'server.log'}"
+        elif desc.url:
+            client = EndpointClient(desc.url, timeout=2.0)
+            healthy = client.ping()
+            client.close()
+            desc.status = IN_SERVICE if healthy else (CREATING if desc.status == CREATING else OUT_OF_SERVICE)
+        return desc
+
+    def list(self) -> list[EndpointDescription]:
+        if not self.root.is_dir():
+            return []
+        found = [d for d in (self._read(p.name) for p in self.root.iterdir() if p.is_dir()) if d]
+        return [self._refresh(d) for d in sorted(found, key=lambda d: d.created or 0, reverse=True)]
+
+    # -- deploy ----------------------------------------------------------------------------
+    def deploy(self, spec: EndpointSpec, log=None) -> EndpointDescription:
+        from dogbreed.backends.local.jobs import job_name
+
+        log = log or (lambda _m: None)
+        name = spec.name or job_name("dogbreed")
+        if not NAME_RE.match(name):
+            raise EndpointError(f"endpoint name {name!r} is invalid: use letters, digits and dashes (max 63)")
+        existing = self._read(name)
+        if existing and process_running(existing.extra.get("pid")):
+            raise EndpointError(f"endpoint {name!r} is already running at {existing.url}: "
+                                f"`dogbreed undeploy {name}` first, or pass another --name")
+        if not port_free(spec.port):
+            holder = next((d.name for d in self.list() if d.extra.get("port") == spec.port
+                           and d.status != FAILED), None)
+            hint = f"`dogbreed undeploy {holder}`" if holder else "stop what uses it"
+            raise EndpointError(f"port {spec.port} on 127.0.0.1 is in use: pass --port N or {hint}")
+        folder = self.folder(name)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        try:
+            model_dir = prepare_model_dir(spec.model_data, folder / "model")
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        url = f"http://127.0.0.1:{spec.port}"
+        cmd = [sys.executable, "-m", SERVER_MODULE, str(model_dir), "--port", str(spec.port),
+               "--max-batch-size", str(spec.max_batch_size), "--max-wait-ms", str(spec.max_wait_ms)]
+        with open(folder / "server.log", "ab") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    cwd=folder, start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        desc = EndpointDescription(name=name, backend="local", status=CREATING, url=url, model_data=spec.model_data,
+                                   created=time.time(), extra={"pid": proc.pid, "port": spec.port,
+                                                               "max_batch_size": spec.max_batch_size,
+                                                               "max_wait_ms": spec.max_wait_ms,
+                                                               "log": str(folder / "server.log")})
+        self._write(desc)
+        log(f"starting endpoint {name} (pid {proc.pid}) on {url}; log: {folder / 'server.log'}")
+        try:
+            self._wait_healthy(desc, proc, spec.timeout_s)
+        except BaseException:
+            _stop(proc.pid)
+            proc.wait()
+            desc.status = FAILED
+            self._write(desc)
+            raise
+        desc.status = IN_SERVICE
+        self._write(desc)
+        return desc
+
+    def _wait_healthy(self, desc: EndpointDescription, proc: subprocess.Popen, timeout_s: float) -> None:
+        client = EndpointClient(desc.url, timeout=2.0)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise EndpointError(f"the endpoint server exited ({proc.returncode}) before it was healthy: "
+                                        f"{last_error(Path(desc.extra['log']))} (log: {desc.extra['log']})")
+                if client.ping():
+                    return
+                time.sleep(0.1)
+        finally:
+            client.close()
+        raise EndpointError(f"the endpoint did not answer /ping within {timeout_s:.0f} s (log: {desc.extra['log']})")
+
+    # -- delete ----------------------------------------------------------------------------
+    def delete(self, name: str) -> None:
+        desc = self._read(name)
+        if desc is None:
+            raise EndpointError(f"no local endpoint named {name!r}: `dogbreed endpoints` lists them")
+        pid = desc.extra.get("pid")
+        if process_running(pid):
+            _stop(pid)
+        port = desc.extra.get("port")
+        if port and not _wait(lambda: port_free(port), 5.0):
+            raise EndpointError(f"endpoint {name} stopped but port {port} is still busy; check `ss -ltnp`")
+        shutil.rmtree(self.folder(name), ignore_errors=True)
+
+    def connect(self, name: str, url: str | None = None) -> EndpointClient:
+        if url is None:
+            desc = self.describe(name)
+            if desc.status != IN_SERVICE:
+                raise EndpointError(f"endpoint {name} is {desc.status}"
+                                    f"{': ' + desc.failure_reason if desc.failure_reason else ''}; "
+                                    "redeploy with `dogbreed deploy`")
+            url = desc.url
+        return EndpointClient(url)
+
+
+def _wait(cond, timeout_s: float, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+def _stop(pid: int) -> None:
+    """SIGTERM the server's process group, SIGKILL it after a grace period."""
+    for sig, grace in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            break
+        if _wait(lambda: (_reap(pid), not process_running(pid))[1], grace):
+            break
+    _reap(pid)
+
+
+def last_error(log_path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    errors = [ln for ln in lines if ln.startswith("error:") or "Error" in ln]
+    return (errors or lines or ["no output"])[-1][:500]
+
+
+# -- the model folder --------------------------------------------------------------------------
+def prepare_model_dir(model_data: str, dest: Path) -> Path:
+    """Extract (or copy) the artifact to `dest` and add code/inference.py if it has none."""
+    from dogbreed.training.model import CONFIG_FILE
+
+    src = model_data[len("file://"):] if model_data.startswith("file://") else model_data
+    if "://" in src:
+        raise EndpointError(f"the local backend serves a model on this machine, not {model_data}: copy it here "
+                            "(e.g. `aws s3 cp URI model.tar.gz`) and pass --model-data model.tar.gz, "
+                            "or deploy with --backend sagemaker")
+    path = Path(src).expanduser()
+    if path.is_dir():
+        shutil.copytree(path, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    elif path.is_file():
+        dest.mkdir(parents=True)
+        try:
+            with tarfile.open(path, "r:*") as tar:
+                tar.extractall(dest, filter="data")  # refuses absolute paths, .., devices, outside links
+        except (tarfile.TarError, OSError) as exc:
+            raise EndpointError(f"cannot extract {path}: {exc}; pass a model.tar.gz written by `dogbreed train`")
+    else:
+        raise EndpointError(f"model data {path} does not exist: pass --model-data PATH or train first")
+    if not (dest / CONFIG_FILE).is_file():
+        raise EndpointError(f"{model_data} holds no {CONFIG_FILE}: not a dogbreed model artifact "
+                            "(expected model.pth, model_config.json, labels.json at its root)")
+    code = dest / "code"
+    if not (code / "inference.py").is_file():
+        code.mkdir(exist_ok=True)
+        shutil.copy2(scripts_dir() / "inference.py", code / "inference.py")
+    return dest

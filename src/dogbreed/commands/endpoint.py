@@ -1,0 +1,242 @@
+"""`dogbreed deploy | predict | undeploy | endpoints | serve`: the endpoint lifecycle.
+
+`predict` against a local endpoint imports only the stdlib HTTP client (no torch, no boto3),
+so the command costs tens of milliseconds on top of the model's own time.
+"""
+
+from __future__ import annotations
+
+import click
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit
+
+
+def _recorded_model(app) -> str:
+    model = app.workspace.require("model_data", "train a model first (`dogbreed train ...`) or pass --model-data")
+    return model["uri"]
+
+
+@click.command()
+@click.option("--model-data", default=None, metavar="PATH|s3://URI",
+              help="model.tar.gz (or an extracted model folder, locally). [default: the model of the last train]")
+@click.option("--name", default=None, help="Endpoint name. [default: dogbreed-<timestamp>]")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="Local: port on 127.0.0.1.")
+@click.option("--max-batch-size", type=click.IntRange(1, 256), default=16, show_default=True,
+              help="Local: most images per model call when requests arrive together.")
+@click.option("--max-wait-ms", type=click.FloatRange(0, 1000), default=5.0, show_default=True,
+              help="Local: how long a batch waits for requests that are still decoding.")
+@click.option("--instance-type", default=None,
+              help="SageMaker real-time instance type. [default: ml.m5.large, or `inference_instance_type` in config]")
+@click.option("--serverless", is_flag=True, help="SageMaker: a serverless endpoint instead of an instance.")
+@click.option("--memory", type=click.IntRange(1024, 6144), default=4096, show_default=True,
+              help="SageMaker serverless memory in MB (1024-6144, steps of 1024).")
+@click.option("--max-concurrency", type=click.IntRange(1, 200), default=5, show_default=True,
+              help="SageMaker serverless: concurrent invocations.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(1, 3600), default=600, show_default=True,
+              help="Seconds to wait for the endpoint to turn healthy.")
+@click.pass_obj
+def deploy(app, model_data, name, port, max_batch_size, max_wait_ms, instance_type, serverless, memory,
+           max_concurrency, timeout_s):
+    """Deploy a trained model behind an endpoint and remember it for `predict`.
+
+    \b
+    Examples:
+      dogbreed deploy                                  # local server on 127.0.0.1:8080
+      dogbreed deploy --port 8081 --max-batch-size 8
+      dogbreed --backend sagemaker deploy --serverless --memory 4096 --max-concurrency 5
+    """
+    from dogbreed.backends.base import EndpointSpec
+
+    spec = EndpointSpec(model_data=model_data or _recorded_model(app), name=name, port=port,
+                        max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, instance_type=instance_type,
+                        serverless=serverless, memory_mb=memory, max_concurrency=max_concurrency, timeout_s=timeout_s)
+    backend = app.backend()
+    desc = backend.deploy_endpoint(spec, log=click.echo)
+    app.workspace.update(endpoint={"name": desc.name, "backend": backend.name, "url": desc.url,
+                                   "model_data": spec.model_data, **{k: desc.extra[k] for k in ("pid", "port")
+                                                                     if k in desc.extra}})
+    click.echo(f"endpoint {desc.name} {desc.status}{' at ' + desc.url if desc.url else ''}")
+    click.echo("try: dogbreed predict IMAGE...")
+
+
+def _expand(paths) -> list:
+    from pathlib import Path
+
+    from dogbreed.errors import ConfigError
+
+    files = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {p}")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ConfigError(f"{p} does not exist: pass image files or folders")
+    return files
+
+
+def _resolve_endpoint(app, name: str | None) -> tuple:
+    """(backend, name, url) of the endpoint to use: --endpoint, else the recorded one."""
+    recorded = app.workspace.get("endpoint") or {}
+    if name and name != recorded.get("name"):
+        return app.backend(), name, None
+    if not recorded:
+        from dogbreed.errors import StateError
+
+        raise StateError("no endpoint deployed: run `dogbreed deploy` (or pass --endpoint NAME)")
+    return app.backend(recorded["backend"]), recorded["name"], recorded.get("url")
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Breeds shown per image.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: one JSON document.")
+@click.option("--raw", is_flag=True, help="The model's logits (one per class) instead of top-k breeds.")
+@click.option("--endpoint", "endpoint_name", default=None, metavar="NAME",
+              help="Endpoint to ask. [default: the one `dogbreed deploy` recorded]")
+@click.pass_obj
+def predict(app, images, top_k, as_json, raw, endpoint_name):
+    """Send IMAGES (files or folders) to the endpoint and print the top-k breeds.
+
+    \b
+    Examples:
+      dogbreed predict dog.jpg
+      dogbreed predict photos/ --top-k 3 --json
+      dogbreed predict dog.jpg --raw
+    """
+    import json
+
+    from dogbreed.errors import EndpointError
+
+    files = _expand(images)
+    backend, name, url = _resolve_endpoint(app, endpoint_name)
+    conn = backend.connect_endpoint(name, url)
+    accept = "application/json; output=logits" if raw else f"application/json; top_k={top_k}"
+    results, failed = [], 0
+    try:
+        for path in files:
+            data = path.read_bytes()
+            try:
+                if len(data) > MAX_BODY_BYTES:
+                    raise EndpointError(f"{len(data)} bytes is over the 6 MB request limit: resize the image")
+                body, _ = conn.invoke(data, CONTENT_TYPES.get(path.suffix.lower(), "application/x-image"), accept)
+                doc = json.loads(body)
+                result = {"image": str(path), **({"logits": doc["logits"][0]} if raw
+                                                 else {"predictions": doc["predictions"][0]})}
+            except EndpointError as exc:
+                if "cannot reach" in str(exc) or "closed the connection" in str(exc):
+                    raise
+                failed += 1
+                result = {"image": str(path), "error": str(exc)}
+            results.append(result)
+            if not as_json:
+                _print_result(result)
+    finally:
+        conn.close()
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    if failed:
+        raise click.ClickException(f"{failed} of {len(files)} images failed")
+
+
+def _print_result(result: dict) -> None:
+    import json
+
+    if "error" in result:
+        click.echo(f"{result['image']}: error: {result['error']}", err=True)
+    elif "logits" in result:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(result["image"])
+        for i, p in enumerate(result["predictions"], 1):
+            click.echo(f"  {i}. {p['breed']:<32} {p['probability'] * 100:6.2f}%")
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.pass_obj
+def undeploy(app, name):
+    """Stop and delete an endpoint (default: the recorded one).
+
+    Local: the server process stops and its port is freed. SageMaker: the endpoint, its
+    config and its model are deleted.
+    """
+    recorded = app.workspace.get("endpoint") or {}
+    if name is None and not recorded:
+        from dogbreed.errors import StateError
+
+        raise StateError("no endpoint recorded: pass NAME (`dogbreed endpoints` lists them)")
+    target = name or recorded["name"]
+    backend = app.backend(recorded["backend"] if target == recorded.get("name") else None)
+    backend.delete_endpoint(target)
+    if target == recorded.get("name"):
+        app.workspace.update(endpoint=None)
+    click.echo(f"endpoint {target} deleted ({backend.name})")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def endpoints(app, as_json):
+    """List the endpoints of the current backend and their status (* = recorded for predict)."""
+    import datetime
+    import json
+
+    backend = app.backend()
+    found = backend.list_endpoints()
+    if as_json:
+        click.echo(json.dumps([d.to_dict() for d in found], indent=2))
+        return
+    if not found:
+        click.echo(f"no {backend.name} endpoints; create one with `dogbreed deploy`")
+        return
+    current = (app.workspace.get("endpoint") or {}).get("name")
+    for d in found:
+        when = datetime.datetime.fromtimestamp(d.created).strftime("%Y-%m-%d %H:%M") if d.created else "-"
+        where = d.url or d.extra.get("instance_type") or ("serverless" if d.extra.get("serverless") else "")
+        mark = "*" if d.name == current else " "
+        click.echo(f"{mark} {d.name:<40} {d.status:<13} {where:<24} {when}"
+                   + (f"  ({d.failure_reason})" if d.failure_reason else ""))
+
+
+@click.command()
+@click.argument("model", required=False, metavar="[MODEL]")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--max-batch-size", type=click.IntRange(1, 256), default=16, show_default=True,
+              help="Most images per model call.")
+@click.option("--max-wait-ms", type=click.FloatRange(0, 1000), default=5.0, show_default=True,
+              help="How long a batch waits for requests that are still decoding.")
+@click.pass_obj
+def serve(app, model, host, port, max_batch_size, max_wait_ms):
+    """Run the model server in the foreground (Ctrl-C stops it).
+
+    MODEL is a model.tar.gz or an extracted model folder [default: the model of the last train].
+    Same server and API as a local `deploy`: GET /ping, POST /invocations.
+
+    \b
+    Example:
+      dogbreed serve .dogbreed/jobs/dogbreed-train-.../output/model.tar.gz --port 8080
+    """
+    import tempfile
+    from pathlib import Path
+
+    from dogbreed.backends.local.endpoints import prepare_model_dir
+    from dogbreed.errors import EndpointError
+    from dogbreed.serving.errors import ModelLoadError
+    from dogbreed.serving.server import serve as run_server
+
+    with tempfile.TemporaryDirectory(prefix="dogbreed-serve-") as tmp:
+        model_dir = prepare_model_dir(model or _recorded_model(app), Path(tmp) / "model")
+        try:
+            run_server(model_dir, host=host, port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                       log=click.echo)
+        except ModelLoadError as exc:
+            raise EndpointError(str(exc)) from None
