@@ -65,11 +65,13 @@ def parse_assignments(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
 
 def known_script_hyperparameters(entry_point: str = "hpo.py") -> set[str]:
     """Every `--flag` the entry scripts accept, with dashes (for checking -H names early)."""
-    from dogbreed.training.args import add_debugger_args, get_args_parser
+    from dogbreed.training.args import add_debugger_args, add_hpo_args, get_args_parser
 
     parser = get_args_parser(add_help=False)
     if entry_point == "train_model.py":
         add_debugger_args(parser)
+    if entry_point == "hpo.py":
+        add_hpo_args(parser)
     return {opt[2:] for action in parser._actions for opt in action.option_strings if opt.startswith("--")}
 
 

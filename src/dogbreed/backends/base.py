@@ -76,6 +76,80 @@ class JobDescription:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+# -- tuning ----------------------------------------------------------------------------------
+@dataclass
+class TuningSpec:
+    """A tuning job: trials of `hpo.py` over `space` (a dogbreed.search_space.SearchSpace)."""
+
+    data: str
+    static_hyperparameters: dict[str, Any]
+    space: Any
+    strategy: str = "bayesian"  # bayesian | random | grid | hyperband
+    max_jobs: int = 4
+    max_parallel_jobs: int = 2
+    early_stopping: bool = False
+    name: str | None = None  # None: generated
+    seed: int | None = None
+    instance_type: str | None = None  # SageMaker; spot and max_run come from the settings
+
+
+@dataclass
+class TrialResult:
+    name: str
+    status: str
+    hyperparameters: dict[str, Any] = field(default_factory=dict)  # the tuned values
+    objective: float | None = None
+    duration_s: float | None = None
+    failure_reason: str | None = None
+
+
+@dataclass
+class TuningResult:
+    name: str
+    backend: str
+    status: str  # InProgress | Completed | Failed | Stopped
+    strategy: str
+    objective_metric: str
+    objective_goal: str  # minimize | maximize
+    max_jobs: int
+    trials: list[TrialResult] = field(default_factory=list)
+    best: TrialResult | None = None
+    location: str | None = None
+    failure_reason: str | None = None
+
+    @property
+    def finished(self) -> list[TrialResult]:
+        return [t for t in self.trials if t.status in TERMINAL]
+
+    def ranked(self) -> list[TrialResult]:
+        """Trials with an objective first, best first; the rest after, in trial order."""
+        def key(t: TrialResult):
+            v = t.objective
+            if v is None:
+                return (1, 0.0)
+            return (0, v if self.objective_goal == "minimize" else -v)
+
+        return sorted(self.trials, key=key)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+TuningProgress = Callable[[TuningResult], None]
+
+
+def follow_tuning(describe: Callable[[], TuningResult], progress: TuningProgress | None = None,
+                  poll_s: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> TuningResult:
+    """Poll `describe` until the tuning job ends, calling `progress` whenever a trial finishes."""
+    seen = -1
+    while True:
+        result = describe()
+        if progress and len(result.finished) != seen:
+            seen = len(result.finished)
+            progress(result)
+        if result.status != IN_PROGRESS:
+            return result
+        sleep(poll_s)
 LogSink = Callable[[str], None]
 
 
@@ -146,6 +220,27 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def list_jobs(self, limit: int = 50) -> list[JobDescription]:
         """Recent jobs, newest first."""
+
+    # -- tuning ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def check_tuning(self, spec: TuningSpec) -> list[str]:
+        """Raise a DogbreedError for anything that would make the tuning job fail (data,
+        credentials); called before any job starts. Returns notes to show (e.g. a cost estimate)."""
+
+    @abc.abstractmethod
+    def start_tuning(self, spec: TuningSpec, *, wait: bool = True,
+                     progress: TuningProgress | None = None) -> TuningResult:
+        """Start a tuning job; with `wait`, call `progress` as trials finish and return at the end."""
+
+    @abc.abstractmethod
+    def attach_tuning(self, name: str, *, wait: bool = True,
+                      progress: TuningProgress | None = None) -> TuningResult:
+        """Follow an existing tuning job (until it ends, with `wait`); raises JobNotFoundError."""
+
+    @abc.abstractmethod
+    def resume_tuning(self, name: str, *, wait: bool = True,
+                      progress: TuningProgress | None = None) -> TuningResult:
+        """Continue an interrupted tuning job without redoing finished trials."""
 
     # -- endpoints -------------------------------------------------------------------------
     @abc.abstractmethod

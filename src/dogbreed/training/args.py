@@ -67,3 +67,15 @@ def add_debugger_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--profiler", type=str2bool, default=True, help="record step and data-wait times when configured")
     g.add_argument("--evaluate-test", type=str2bool, default=True, help="evaluate once on the test split at the end")
     return p
+
+
+def add_hpo_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Flags of the tuning-trial script only: the backbone feature cache."""
+    g = p.add_argument_group("feature cache (frozen backbone)")
+    g.add_argument("--feature-cache", default="auto", choices=["auto", "off"],
+                   help="auto: with --freeze head, train the head on cached backbone features")
+    g.add_argument("--feature-views", type=int, default=4,
+                   help="augmented views per training image in the cache; epoch e uses view e mod N")
+    g.add_argument("--feature-cache-dir", default=None,
+                   help="cache folder (default: $DOGBREED_FEATURE_CACHE, else a temp folder)")
+    return p

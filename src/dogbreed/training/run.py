@@ -188,13 +188,18 @@ def run_training(args, *, instrumentation=None, evaluate_test: bool = False) -> 
         cleanup(dist)
 
 
-def script_main(parse_args, *, evaluate_test: bool, instrumentation_factory=None) -> None:
+def script_main(parse_args, *, evaluate_test: bool, instrumentation_factory=None, choose_training=None) -> None:
     """Entry-script wrapper: user errors become one line on stderr and exit code 2; the
-    job runner records that line as the failure reason."""
+    job runner records that line as the failure reason. `choose_training(args)` may return
+    another training function (hpo.py: head-only training on cached features)."""
     from dogbreed.errors import DogbreedError
 
     args = parse_args()
     try:
+        custom = choose_training(args) if choose_training else None
+        if custom is not None:
+            custom(args)
+            return
         instr = instrumentation_factory(args) if instrumentation_factory else None
         run_training(args, instrumentation=instr, evaluate_test=getattr(args, "evaluate_test", evaluate_test))
     except DogbreedError as exc:

@@ -27,6 +27,38 @@ class LocalBackend(Backend):
     def list_jobs(self, limit: int = 50) -> list[JobDescription]:
         return self.runner.list(limit)
 
+    # -- tuning (dogbreed.backends.local.tuning) --------------------------------------------
+    @property
+    def tuner(self):
+        from dogbreed.backends.local.tuning import LocalTuner
+
+        return LocalTuner(self.ws, self.runner)
+
+    def check_tuning(self, spec):
+        from dogbreed.backends.local.tuning import check_local_data
+
+        check_local_data(spec.data)
+        return []
+
+    def start_tuning(self, spec, *, wait=True, progress=None):
+        name = self.tuner.create(spec)
+        return self.resume_tuning(name, wait=wait, progress=progress)
+
+    def attach_tuning(self, name, *, wait=True, progress=None):
+        from dogbreed.backends.base import follow_tuning
+
+        return follow_tuning(lambda: self.tuner.describe(name), progress) if wait else self.tuner.describe(name)
+
+    def resume_tuning(self, name, *, wait=True, progress=None):
+        from dogbreed.backends.base import IN_PROGRESS
+
+        if self.tuner.describe(name).status == IN_PROGRESS:  # its driver is alive: follow it
+            return self.attach_tuning(name, wait=wait, progress=progress)
+        if not wait:
+            self.tuner.start_detached(name)
+            return self.tuner.describe(name)
+        return self.tuner.drive(name, progress)
+
     # -- endpoints (dogbreed.backends.local.endpoints) ---------------------------------------
     def deploy_endpoint(self, spec, log=None):
         from dogbreed.backends.local.endpoints import LocalEndpoints

@@ -35,6 +35,35 @@ class SageMakerBackend(Backend):
     def list_jobs(self, limit: int = 50) -> list[JobDescription]:
         return training.list_jobs(self.ctx, limit)
 
+    # -- tuning (dogbreed.backends.sagemaker.tuning) -----------------------------------------
+    def check_tuning(self, spec):
+        from dogbreed.backends.sagemaker import tuning
+
+        training.check_s3_data(spec.data)
+        # no credentials, region or role: a one-line ConfigError now, not after the upload
+        _ = self.ctx.boto_session, self.ctx.role
+        return [tuning.cost_line(self.ctx, spec)]
+
+    def start_tuning(self, spec, *, wait=True, progress=None):
+        from dogbreed.backends.sagemaker import tuning
+
+        name = tuning.start(self.ctx, spec, str(stage_source_dir()))
+        return self.attach_tuning(name, wait=wait, progress=progress)
+
+    def attach_tuning(self, name, *, wait=True, progress=None):
+        from dogbreed.backends.base import follow_tuning
+        from dogbreed.backends.sagemaker import tuning
+
+        if not wait:
+            return tuning.describe(self.ctx, name)
+        return follow_tuning(lambda: tuning.describe(self.ctx, name), progress, poll_s=tuning.POLL_S)
+
+    def resume_tuning(self, name, *, wait=True, progress=None):
+        from dogbreed.errors import ConfigError
+
+        raise ConfigError("SageMaker tuning jobs keep running in the cloud when this command stops: "
+                          f"follow one with `dogbreed tune --backend sagemaker --attach {name or 'NAME'}`")
+
     # -- endpoints (dogbreed.backends.sagemaker.endpoints) -----------------------------------
     def deploy_endpoint(self, spec, log=None):
         from dogbreed.backends.sagemaker import endpoints

@@ -1,0 +1,158 @@
+"""Tuning jobs on SageMaker: a HyperparameterTuner over the PyTorch estimator running hpo.py.
+
+The ranges, objective and metric regexes come from `dogbreed.search_space` (the same ones
+the local tuner uses). Categorical values travel as strings and come back JSON-quoted
+('"64"'); `_plain` turns them back into numbers.
+"""
+
+from __future__ import annotations
+
+import json
+
+from dogbreed.backends.base import IN_PROGRESS, TrainingJobSpec, TrialResult, TuningResult, TuningSpec
+from dogbreed.backends.sagemaker import training
+from dogbreed.backends.sagemaker.session import AwsContext
+from dogbreed.errors import JobNotFoundError
+from dogbreed.search_space import Categorical, Continuous, Integer, SearchSpace
+
+STRATEGIES = {"bayesian": "Bayesian", "random": "Random", "grid": "Grid", "hyperband": "Hyperband"}
+SCRIPT_DEFAULT_EPOCHS = 5  # hpo.py's --epochs default: Hyperband's max resource when epochs is not set
+POLL_S = 30.0
+
+
+def _plain(value):
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(parsed, str):
+            return _plain(parsed)
+        return parsed if isinstance(parsed, (int, float, bool)) else value
+    return value
+
+
+def sdk_ranges(space: SearchSpace) -> dict:
+    from sagemaker.tuner import CategoricalParameter, ContinuousParameter, IntegerParameter
+
+    def scaling(r):
+        return "Logarithmic" if r.scale == "log" else "Linear"
+
+    out = {}
+    for name, r in space.ranges.items():
+        if isinstance(r, Continuous):
+            out[name] = ContinuousParameter(r.low, r.high, scaling_type=scaling(r))
+        elif isinstance(r, Integer):
+            out[name] = IntegerParameter(r.low, r.high, scaling_type=scaling(r))
+        elif isinstance(r, Categorical):
+            out[name] = CategoricalParameter([str(v) for v in r.values])
+    return out
+
+
+def trial_spec(spec: TuningSpec) -> TrainingJobSpec:
+    return TrainingJobSpec(entry_point="hpo.py", hyperparameters=dict(spec.static_hyperparameters), data=spec.data,
+                           base_name="dbhpo", instance_type=spec.instance_type)
+
+
+def make_tuner(ctx: AwsContext, spec: TuningSpec, source_dir: str):
+    from dogbreed.backends.sagemaker.session import import_sagemaker
+
+    import_sagemaker()
+    from sagemaker.tuner import HyperbandStrategyConfig, HyperparameterTuner, StrategyConfig
+
+    space: SearchSpace = spec.space.for_grid() if spec.strategy == "grid" else spec.space
+    estimator = training.make_estimator(ctx, trial_spec(spec), source_dir)
+    strategy_config = None
+    if spec.strategy == "hyperband":
+        max_epochs = int(spec.static_hyperparameters.get("epochs", SCRIPT_DEFAULT_EPOCHS))
+        strategy_config = StrategyConfig(HyperbandStrategyConfig(min_resource=1, max_resource=max_epochs))
+    return HyperparameterTuner(
+        estimator,
+        objective_metric_name=space.objective.metric,
+        objective_type=space.objective.sagemaker_type,
+        hyperparameter_ranges=sdk_ranges(space),
+        metric_definitions=space.metric_definitions,
+        strategy=STRATEGIES[spec.strategy],
+        strategy_config=strategy_config,
+        max_jobs=None if spec.strategy == "grid" else spec.max_jobs,
+        max_parallel_jobs=spec.max_parallel_jobs,
+        # Hyperband stops trials itself; SageMaker refuses early stopping on top of it.
+        early_stopping_type="Auto" if spec.early_stopping and spec.strategy != "hyperband" else "Off",
+        random_seed=spec.seed,
+        base_tuning_job_name="dbhpo",
+    )
+
+
+def cost_line(ctx: AwsContext, spec: TuningSpec) -> str:
+    from dogbreed.costs import estimate_tuning
+
+    s = ctx.settings
+    jobs = spec.space.for_grid().grid_size() if spec.strategy == "grid" else spec.max_jobs
+    return estimate_tuning(spec.instance_type or s.instance_type, jobs, s.max_run_s, spot=s.spot).line()
+
+
+def start(ctx: AwsContext, spec: TuningSpec, source_dir: str) -> str:
+    tuner = make_tuner(ctx, spec, source_dir)
+    tuner.fit({"training": spec.data}, job_name=spec.name, wait=False)
+    return tuner.latest_tuning_job.name
+
+
+def _ts(value) -> float | None:
+    return value.timestamp() if hasattr(value, "timestamp") else value
+
+
+def _trial(summary: dict) -> TrialResult:
+    objective = (summary.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")
+    started, ended = _ts(summary.get("TrainingStartTime")), _ts(summary.get("TrainingEndTime"))
+    return TrialResult(
+        name=summary["TrainingJobName"], status=summary["TrainingJobStatus"],
+        hyperparameters={k: _plain(v) for k, v in (summary.get("TunedHyperParameters") or {}).items()},
+        objective=objective, duration_s=(ended - started) if started and ended else None,
+        failure_reason=summary.get("FailureReason"))
+
+
+def list_trials(ctx: AwsContext, name: str) -> list[TrialResult]:
+    client, out, token = ctx.sagemaker_client, [], None
+    while True:
+        kwargs = {"HyperParameterTuningJobName": name, "MaxResults": 100, "SortBy": "CreationTime",
+                  "SortOrder": "Ascending"}
+        if token:
+            kwargs["NextToken"] = token
+        resp = client.list_training_jobs_for_hyper_parameter_tuning_job(**kwargs)
+        out += [_trial(s) for s in resp.get("TrainingJobSummaries", [])]
+        token = resp.get("NextToken")
+        if not token:
+            return out
+
+
+def describe(ctx: AwsContext, name: str) -> TuningResult:
+    import botocore.exceptions
+
+    try:
+        d = ctx.sagemaker_client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    except botocore.exceptions.ClientError as exc:
+        if "ValidationException" in str(exc) or "not found" in str(exc).lower() or "ResourceNotFound" in str(exc):
+            raise JobNotFoundError(f"no SageMaker tuning job named {name!r} in {ctx.region}") from None
+        raise
+    config = d["HyperParameterTuningJobConfig"]
+    objective = config.get("HyperParameterTuningJobObjective") or {}
+    status = d["HyperParameterTuningJobStatus"]
+    trials = list_trials(ctx, name)
+    best_summary = d.get("OverallBestTrainingJob") or d.get("BestTrainingJob")
+    best = None
+    if best_summary:
+        best = next((t for t in trials if t.name == best_summary["TrainingJobName"]), None) or _trial(best_summary)
+    counters = d.get("TrainingJobStatusCounters") or {}
+    return TuningResult(
+        name=name, backend="sagemaker",
+        status=IN_PROGRESS if status == "Stopping" else status,
+        strategy=config.get("Strategy", "Bayesian").lower(),
+        objective_metric=objective.get("MetricName", "valid_loss"),
+        objective_goal=(objective.get("Type") or "Minimize").lower(),
+        max_jobs=(config.get("ResourceLimits") or {}).get("MaxNumberOfTrainingJobs") or len(trials)
+        or sum(counters.values()),
+        trials=trials, best=best,
+        location=f"https://{ctx.region}.console.aws.amazon.com/sagemaker/home?region={ctx.region}"
+                 f"#/hyper-tuning-jobs/{name}",
+        failure_reason=d.get("FailureReason"),
+    )

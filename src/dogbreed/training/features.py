@@ -1,0 +1,237 @@
+"""Backbone feature cache: a frozen backbone's output is computed once, then every trial and
+every epoch trains only the head on it.
+
+One cache file per (data fingerprint, split, arch, weights, image size, view, precision),
+named by a digest of those inputs, so changing any of them (an image added, touched or
+removed; other weights; another crop size) selects a different file: stale features are
+never read. Training images get a few augmented views (`train-aug-0..V-1`, each with its
+own fixed random crops/flips); epoch e trains on view e mod V, so augmentation keeps its
+benefit and a view is only computed when an epoch first needs it. Parallel trials share
+the work: a per-file lock lets one compute while the others wait and then read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+ENV_FEATURE_CACHE = "DOGBREED_FEATURE_CACHE"
+FORMAT_VERSION = 1
+# A randomly initialised backbone (--weights none) must be the same network in every trial
+# and in the saved artifact, or cached features would not match it.
+BACKBONE_SEED = 0
+
+
+def data_fingerprint(root: str | os.PathLike, samples: list[tuple[str, int]]) -> str:
+    """Digest of every file's relative path, label, size and mtime: changes when the data does."""
+    h = hashlib.sha256()
+    root = Path(root)
+    for path, label in samples:
+        st = os.stat(path)
+        h.update(f"{os.path.relpath(path, root)}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def weights_id(weights: str | None) -> str:
+    """'imagenet' / 'none' as is; a file by path, size and mtime."""
+    if not weights or weights in ("none", "imagenet"):
+        return weights or "none"
+    st = os.stat(weights)
+    return f"file:{Path(weights).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+@dataclass(frozen=True)
+class FeatureKey:
+    data: str
+    split: str
+    arch: str
+    weights: str
+    image_size: int
+    view: str  # "eval" | "train-aug-N"
+    precision: str
+
+    def digest(self) -> str:
+        doc = json.dumps({**asdict(self), "format": FORMAT_VERSION}, sort_keys=True)
+        return hashlib.sha256(doc.encode()).hexdigest()[:24]
+
+
+def default_cache_dir() -> Path:
+    """$DOGBREED_FEATURE_CACHE (the local backend's shared cache), else a temp folder: on
+    SageMaker each trial has its own instance, and output/ would upload the cache to S3."""
+    env = os.environ.get(ENV_FEATURE_CACHE)
+    return Path(env) if env else Path(tempfile.gettempdir()) / "dogbreed-feature-cache"
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class FeatureCache:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.hits = self.misses = 0
+        self.compute_seconds = 0.0
+
+    def path(self, key: FeatureKey) -> Path:
+        return self.root / f"{key.digest()}.pt"
+
+    def _load(self, path: Path, key: FeatureKey):
+        import torch
+
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # torn or foreign file: recompute rather than fail the trial
+            return None
+        if blob.get("key") != asdict(key):
+            return None
+        return blob["features"], blob["labels"]
+
+    def get(self, key: FeatureKey, compute: Callable[[], tuple]):
+        """(features, labels) for `key`, computing and storing them on a miss."""
+        import torch
+
+        path = self.path(key)
+        if path.is_file():
+            found = self._load(path, key)
+            if found is not None:
+                self.hits += 1
+                return found
+        with _file_lock(self.root / f".{key.digest()}.lock"):
+            if path.is_file():  # another trial computed it while we waited
+                found = self._load(path, key)
+                if found is not None:
+                    self.hits += 1
+                    return found
+            start = time.perf_counter()
+            features, labels = compute()
+            self.compute_seconds += time.perf_counter() - start
+            self.misses += 1
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            torch.save({"key": asdict(key), "features": features, "labels": labels}, tmp)
+            os.replace(tmp, path)
+            return features, labels
+
+
+class _SeededView:
+    """Each item drawn with its own fixed seed: the same augmented view every time, in any worker."""
+
+    def __init__(self, dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        import torch
+
+        torch.manual_seed(self.seed * 1_000_003 + i)
+        return self.dataset[i]
+
+
+def build_backbone_model(config, weights: str | None):
+    """The network whose backbone the cache describes; deterministic for --weights none."""
+    import torch
+
+    from dogbreed.training.model import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(BACKBONE_SEED)
+        return build_model(config, weights)
+
+
+def compute_features(backbone, dataset, precision, *, batch_size: int, workers: int):
+    """Run the frozen backbone over `dataset` once; unreadable images are dropped."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from dogbreed.training.data import collate_skip_none
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        collate_fn=collate_skip_none)
+    feats, labels = [], []
+    backbone.eval()
+    with torch.random.fork_rng(devices=[]), torch.inference_mode():
+        for x, y in loader:
+            if len(y) == 0:
+                continue
+            with precision.autocast():
+                f = backbone(precision.prepare_input(x))
+            feats.append(f.detach().to("cpu"))
+            labels.append(y)
+    dim = getattr(backbone, "feature_dim", None)
+    if not feats:
+        return torch.empty(0, dim or 0), torch.empty(0, dtype=torch.long)
+    return torch.cat(feats), torch.cat(labels)
+
+
+class FeatureSource:
+    """Features of one dataset for one backbone, by split and view, through a FeatureCache."""
+
+    def __init__(self, cache: FeatureCache, data, config, weights: str | None, backbone, precision, *,
+                 batch_size: int = 64, workers: int = 0):
+        self.cache, self.data, self.config, self.weights = cache, data, config, weights
+        self.backbone, self.precision = backbone, precision
+        self.batch_size, self.workers = batch_size, workers
+        self._fingerprints: dict[str, str] = {}
+
+    def key(self, split: str, view: str) -> FeatureKey:
+        if split not in self._fingerprints:
+            self._fingerprints[split] = data_fingerprint(self.data.root, self.data.splits[split].samples)
+        return FeatureKey(data=self._fingerprints[split], split=split, arch=self.config.arch,
+                          weights=weights_id(self.weights), image_size=self.config.image_size, view=view,
+                          precision=self.precision.describe())
+
+    def features(self, split: str, view: str = "eval"):
+        from dogbreed.training.presets import ClassificationPresetEval, ClassificationPresetTrain
+
+        def compute():
+            size = self.config.image_size
+            if view == "eval":
+                dataset = self.data.dataset(split, ClassificationPresetEval(crop_size=size))
+            else:
+                seed = int(view.rsplit("-", 1)[1]) + 1
+                dataset = _SeededView(self.data.dataset(split, ClassificationPresetTrain(crop_size=size)), seed)
+            return compute_features(self.backbone, dataset, self.precision, batch_size=self.batch_size,
+                                    workers=self.workers)
+
+        return self.cache.get(self.key(split, view), compute)
+
+
+class EpochViews:
+    """An iterable of (features, labels) batches whose k-th pass uses augmented view k mod V,
+    so `loop.fit` (which iterates the loader once per epoch) sees a fresh view each epoch."""
+
+    def __init__(self, source: FeatureSource, split: str, views: int, *, batch_size: int, seed: int | None = None):
+        self.source, self.split, self.views = source, split, max(1, views)
+        self.batch_size, self.seed = batch_size, seed
+        self.passes = 0
+
+    def loader(self, view: str, *, shuffle: bool):
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+
+        feats, labels = self.source.features(self.split, view)
+        gen = torch.Generator().manual_seed(self.seed + self.passes) if self.seed is not None else None
+        return DataLoader(TensorDataset(feats.float(), labels), batch_size=self.batch_size, shuffle=shuffle,
+                          generator=gen)
+
+    def __iter__(self):
+        view = f"train-aug-{self.passes % self.views}"
+        loader = self.loader(view, shuffle=True)
+        self.passes += 1
+        return iter(loader)
