@@ -2,9 +2,24 @@
 
 The loop calls these methods unconditionally; when instrumentation is off a null object
 stands in, so the loop has no branches for it (nanoGPT's nullcontext habit).
+
+- `DebuggerHook`: smdebug's hook, configured by the hook config file the platform writes
+  (`SMDEBUG_CONFIG_FILE_PATH`, else /opt/ml/input/config/debughookconfig.json). No file, no hook.
+- `StepRecorder`: step and data-wait times as JSON lines in `$DOGBREED_PROFILE_DIR` (set by
+  the local backend, whose sampler records the system metrics beside them).
 """
 
 from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from dogbreed.training import environment as E
+
+STEPS_FILE = "steps.jsonl"
 
 
 class NullInstrumentation:
@@ -23,6 +38,108 @@ class NullInstrumentation:
         """At the end of the script, also after a failure."""
 
 
-def make_instrumentation(args) -> NullInstrumentation:
+class DebuggerHook(NullInstrumentation):
+    """smdebug's PyTorch hook: saves the configured collections of the model and the loss."""
+
+    def __init__(self, hook, modes):
+        self.hook, self.modes = hook, modes
+
+    def attach(self, model, loss_fn) -> None:
+        self.hook.register_module(model)
+        self.hook.register_loss(loss_fn)
+
+    def set_mode(self, mode: str) -> None:
+        self.hook.set_mode(self.modes.TRAIN if mode == "train" else self.modes.EVAL)
+
+    def close(self) -> None:
+        self.hook.close()
+
+
+class StepRecorder(NullInstrumentation):
+    """Appends one JSON line per training step: wall time, step time, data-wait time."""
+
+    def __init__(self, directory: Path, flush_every: int = 20, rank: int = 0):
+        directory.mkdir(parents=True, exist_ok=True)
+        name = STEPS_FILE if rank == 0 else f"steps.rank{rank}.jsonl"
+        self._fh = open(directory / name, "a", buffering=1 << 16)
+        self._flush_every, self._pending, self._step, self._mode = flush_every, 0, 0, "train"
+
+    def set_mode(self, mode: str) -> None:
+        self._mode = mode
+        self._fh.flush()
+
+    def record_step(self, *, data_wait_s: float, step_s: float, batch_size: int) -> None:
+        self._fh.write(json.dumps({"step": self._step, "t": round(time.time(), 4), "step_s": round(step_s, 6),
+                                   "data_wait_s": round(data_wait_s, 6), "batch_size": batch_size}) + "\n")
+        self._step += 1
+        self._pending += 1
+        if self._pending >= self._flush_every:  # the sampler reads this file while the job runs
+            self._fh.flush()
+            self._pending = 0
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+
+class Composite(NullInstrumentation):
+    def __init__(self, parts):
+        self.parts = list(parts)
+
+    def attach(self, model, loss_fn) -> None:
+        for p in self.parts:
+            p.attach(model, loss_fn)
+
+    def set_mode(self, mode: str) -> None:
+        for p in self.parts:
+            p.set_mode(mode)
+
+    def record_step(self, **kw) -> None:
+        for p in self.parts:
+            p.record_step(**kw)
+
+    def close(self) -> None:
+        for p in self.parts:
+            p.close()
+
+
+def hook_config_path(environ=None) -> Path:
+    env = os.environ if environ is None else environ
+    default = Path(env.get(E.SAGEMAKER_BASE_DIR, E.DEFAULT_BASE_DIR)) / "input" / "config" / "debughookconfig.json"
+    return Path(env.get(E.SMDEBUG_CONFIG_FILE_PATH) or default)
+
+
+def load_debugger_hook(environ=None, warn=None) -> DebuggerHook | None:
+    """The smdebug hook when a hook config exists; None (with one line said) when smdebug is
+    missing, so training goes on without it."""
+    warn = warn or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    path = hook_config_path(environ)
+    if not path.is_file():
+        return None
+    try:
+        import smdebug.pytorch as smd
+        from smdebug.core.modes import ModeKeys
+    except ImportError as exc:  # also protobuf/numpy incompatibilities surface as ImportError
+        warn(f"debugger: smdebug is not importable ({exc}); training without the debugger hook")
+        return None
+    hook = smd.get_hook(json_config_path=str(path), create_if_not_exists=True)
+    if hook is None:
+        warn(f"debugger: smdebug found no usable hook config at {path}; training without the debugger hook")
+        return None
+    return DebuggerHook(hook, ModeKeys)
+
+
+def make_instrumentation(args, environ=None) -> NullInstrumentation:
     """The instrumentation a script asked for (debugger hook, profiler); null when off."""
-    return NullInstrumentation()
+    env = os.environ if environ is None else environ
+    parts: list[NullInstrumentation] = []
+    if getattr(args, "debugger", False):
+        hook = load_debugger_hook(env)
+        if hook is not None:
+            parts.append(hook)
+    profile_dir = env.get(E.DOGBREED_PROFILE_DIR)
+    if getattr(args, "profiler", False) and profile_dir:
+        parts.append(StepRecorder(Path(profile_dir), rank=int(env.get("RANK", "0") or 0)))
+    if not parts:
+        return NullInstrumentation()
+    return parts[0] if len(parts) == 1 else Composite(parts)
