@@ -37,7 +37,7 @@ from dogbreed.errors import DataError, JobNotFoundError
 from dogbreed.training import metrics
 from dogbreed.workspace import Workspace, atomic_write_json
 
-PLUGINS: list[str] = []
+PLUGINS: list[str] = ["dogbreed.backends.local.debugger:DebuggerPlugin"]
 LogSink = Callable[[str], None]
 
 
