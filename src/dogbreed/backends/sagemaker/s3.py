@@ -226,6 +226,9 @@ def _transfer(client, bucket, todo, concurrency, progress, result: UploadResult)
     from s3transfer.subscribers import BaseSubscriber
 
     lock, finished = threading.Condition(), {"n": 0}
+    # A bounded window of submitted uploads: after a failure only the few in flight finish,
+    # and each of them is counted exactly (no cancelling of PUTs that may already have landed).
+    window = threading.Semaphore(2 * concurrency)
     failures: list[tuple[str, BaseException]] = []
 
     class Subscriber(BaseSubscriber):
@@ -250,27 +253,36 @@ def _transfer(client, bucket, todo, concurrency, progress, result: UploadResult)
                     failures.append((self.file.rel, error))
                 finished["n"] += 1
                 lock.notify_all()
+            window.release()
 
     config = TransferConfig(max_concurrency=concurrency, multipart_threshold=MULTIPART_THRESHOLD)
     manager = create_transfer_manager(client, config)
-    submitted = 0
+    futures = []
     try:
         for file, key, md5 in todo:
+            window.acquire()
             if failures:  # stop feeding work after the first failure (expired token, denied...)
                 break
-            manager.upload(str(file.path), bucket, key, extra_args={"Metadata": {MD5_META: md5}},
-                           subscribers=[Subscriber(file)])
-            submitted += 1
+            futures.append(manager.upload(str(file.path), bucket, key, extra_args={"Metadata": {MD5_META: md5}},
+                                          subscribers=[Subscriber(file)]))
         with lock:
-            lock.wait_for(lambda: finished["n"] >= submitted or bool(failures))
+            lock.wait_for(lambda: finished["n"] >= len(futures))
     except KeyboardInterrupt:
-        manager.shutdown(cancel=True, cancel_msg="interrupted")
+        _cancel(futures)
+        manager.shutdown()
         raise UploadError(f"interrupted: {_progress_note(result)}") from None
-    manager.shutdown(cancel=bool(failures))
+    manager.shutdown()
     if failures:
         rel, exc = failures[0]
         reason = EXPIRED_HINT if is_expired(exc) else str(aws_error(exc, f"uploading {rel}", bucket))
         raise UploadError(f"upload stopped: {reason}. {_progress_note(result)}")
+
+
+def _cancel(futures) -> None:
+    # TransferManager.shutdown(cancel=True) mis-passes its arguments in s3transfer 0.1x: cancel each future.
+    for future in futures:
+        if not future.done():
+            future.cancel()
 
 
 def _is_cancel(exc: BaseException) -> bool:
