@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import click
 
-from dogbreed.commands.options import collect_static, data_option, echo_line, resolve_data, static_hyperparameter_options
+from dogbreed.commands.options import (collect_static, data_option, echo_line, resolve_data, sagemaker_job_options,
+                                       static_hyperparameter_options)
 
 ENTRY_POINT = "train_model.py"
 PROFILER_INTERVALS = ["100", "200", "500", "1000", "5000", "60000"]
@@ -104,6 +105,7 @@ def echo_rules(job) -> None:
               help="Override a rule parameter, e.g. LossNotDecreasing.num_steps=20 (repeatable). [default: SageMaker's]")
 @click.option("--profiler-interval", type=click.Choice(PROFILER_INTERVALS), default="500", show_default=True,
               help="System-monitor interval in milliseconds.")
+@sagemaker_job_options
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Stream the log until the job ends.")
 @click.option("--status", "status_of", is_flag=False, flag_value="", default=None, metavar="[JOB]",
               help="Show a training job's status and rule evaluation statuses instead of training "
