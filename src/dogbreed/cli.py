@@ -17,6 +17,7 @@ from dogbreed.errors import DogbreedError
 COMMANDS = {
     "data": "dogbreed.commands.data:data",
     "train": "dogbreed.commands.train:train",
+    "report": "dogbreed.commands.report:report",
     "tune": "dogbreed.commands.tune:tune",
     "deploy": "dogbreed.commands.endpoint:deploy",
     "predict": "dogbreed.commands.endpoint:predict",

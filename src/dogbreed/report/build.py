@@ -1,0 +1,36 @@
+"""Write report.html and its PNGs into a folder; return the HTML's path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dogbreed.workspace import atomic_write_text
+
+
+def training_report(job_dir: Path, out_dir: Path, *, name: str, status: str = "", hyperparameters=None,
+                    rules=None) -> Path:
+    from dogbreed.report import charts, html
+    from dogbreed.report.data import load_training
+
+    d = load_training(job_dir, name=name, status=status, hyperparameters=hyperparameters, rules=rules,
+                      workers=(hyperparameters or {}).get("workers"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    test = d.metrics.get("test") or {}
+    figs = {"losses": charts.loss_curves(d.losses, out_dir / "losses.png"),
+            "system": charts.system_usage(d.snapshots, out_dir / "system.png"),
+            "steps": charts.step_times(d.steps, out_dir / "step_times.png"),
+            "confusion": charts.confusion(test.get("confusion_matrix"), test.get("classes", []),
+                                          out_dir / "confusion.png")}
+    path = out_dir / "report.html"
+    atomic_write_text(path, html.training_page(d, figs))
+    return path
+
+
+def tuning_report(name: str, info: dict, trials: list[dict], out_dir: Path) -> Path:
+    from dogbreed.report import charts, html
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figs = {"trials": charts.trials(trials, out_dir / "trials.png")}
+    path = out_dir / "report.html"
+    atomic_write_text(path, html.tuning_page(name, info, trials, figs))
+    return path

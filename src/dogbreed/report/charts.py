@@ -1,0 +1,117 @@
+"""Figures as PNG files (matplotlib's Agg backend: no display, no network). Each function
+returns the file it wrote, or None when there is nothing to plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    _plt().close(fig)
+    return path
+
+
+def loss_curves(losses: dict, path: Path) -> Path | None:
+    if not any(losses.values()):
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, label in zip(axes, ("train", "eval")):
+        pts = losses.get(label) or []
+        if pts:
+            ax.plot([s for s, _ in pts], [v for _, v in pts], marker="." if len(pts) < 60 else None)
+        ax.set_title(f"{label.upper()} loss (CrossEntropyLoss_output_0)")
+        ax.set_xlabel(f"{label} step")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def system_usage(snapshots: list[dict], path: Path) -> Path | None:
+    if not snapshots:
+        return None
+    plt = _plt()
+    t0 = snapshots[0]["t"]
+    x = [s["t"] - t0 for s in snapshots]
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    ax.plot(x, [s["cpu"] for s in snapshots], label="CPU % (mean of cores)")
+    if any(s["memory"] is not None for s in snapshots):
+        ax.plot(x, [s["memory"] or 0 for s in snapshots], label="memory %")
+    if any(s["gpu"] is not None for s in snapshots):
+        ax.plot(x, [s["gpu"] or 0 for s in snapshots], label="GPU %")
+        ax.plot(x, [s["gpu_mem"] or 0 for s in snapshots], label="GPU memory %")
+    ax.plot(x, [s["iowait"] for s in snapshots], label="I/O wait %")
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("seconds since the first sample")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def step_times(steps: list[dict], path: Path) -> Path | None:
+    if not steps:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    axes[0].hist([s["step_s"] * 1000 for s in steps], bins=min(40, max(5, len(steps) // 2)))
+    axes[0].set_title("step time")
+    axes[0].set_xlabel("ms")
+    axes[1].plot([s["step_s"] * 1000 for s in steps], label="compute")
+    axes[1].plot([s["data_wait_s"] * 1000 for s in steps], label="waiting for data")
+    axes[1].set_xlabel("training step")
+    axes[1].set_ylabel("ms")
+    axes[1].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def confusion(matrix: list[list[int]], classes: list[str], path: Path) -> Path | None:
+    if not matrix:
+        return None
+    plt = _plt()
+    n = len(matrix)
+    size = min(14, 3 + n * 0.12) if n > 20 else 3 + n * 0.5
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 30:
+        labels = [c.split(".", 1)[-1][:18] for c in classes]
+        ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
+        ax.set_yticks(range(n), labels, fontsize=7)
+        if n <= 12:
+            for i in range(n):
+                for j in range(n):
+                    ax.text(j, i, matrix[i][j], ha="center", va="center", fontsize=8)
+    return _save(fig, path)
+
+
+def trials(trials: list[dict], path: Path) -> Path | None:
+    done = [t for t in trials if t.get("objective") is not None]
+    if not done:
+        return None
+    plt = _plt()
+    keys = sorted({k for t in done for k, v in t["hyperparameters"].items() if isinstance(v, (int, float))})
+    fig, axes = plt.subplots(1, 1 + len(keys), figsize=(3.3 * (1 + len(keys)), 3.2), squeeze=False)
+    axes = axes[0]
+    axes[0].plot(range(1, len(done) + 1), [t["objective"] for t in done], marker="o")
+    axes[0].set_title("objective per trial")
+    axes[0].set_xlabel("trial")
+    for ax, k in zip(axes[1:], keys):
+        pts = [(t["hyperparameters"][k], t["objective"]) for t in done if k in t["hyperparameters"]]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts])
+        if k == "lr":
+            ax.set_xscale("log")
+        ax.set_title(f"objective vs {k}")
+    return _save(fig, path)

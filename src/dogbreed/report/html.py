@@ -1,0 +1,94 @@
+"""The report page: plain HTML and CSS, PNGs inlined as data URIs (opens offline)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from pathlib import Path
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.9em}
+th{background:#f3f3f3}.IssuesFound,.bad{color:#b00;font-weight:600}.NoIssuesFound,.ok{color:#070}.Error{color:#a60}
+img{max-width:100%}.note{color:#666;font-size:.9em}"""
+
+
+def esc(value) -> str:
+    return html.escape(str(value))
+
+
+def image(path: Path | None) -> str:
+    if path is None:
+        return ""
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{esc(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def table(header: list[str], rows: list[list], classes: list[str] | None = None) -> str:
+    out = ["<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"]
+    for i, r in enumerate(rows):
+        cls = f' class="{esc(classes[i])}"' if classes and classes[i] else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>")
+    return "".join(out) + "</table>"
+
+
+def fmt(v, digits=4) -> str:
+    return f"{v:.{digits}f}" if isinstance(v, float) else ("-" if v is None else str(v))
+
+
+def page(title: str, sections: list[tuple[str, str]]) -> str:
+    body = "".join(f"<h2>{esc(h)}</h2>{content}" for h, content in sections if content)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{STYLE}</style>"
+            f"</head><body><h1>{esc(title)}</h1><p class='note'>generated {time.strftime('%Y-%m-%d %H:%M:%S')} "
+            f"by dogbreed report</p>{body}</body></html>")
+
+
+def training_page(d, figs: dict[str, Path | None]) -> str:
+    m = d.metrics
+    test = m.get("test") or {}
+    summary = table(["status", "best epoch", "best valid loss", "test loss", "test top-1", "test top-5", "seconds"],
+                    [[d.status, m.get("best_epoch"), fmt(m.get("best_valid_loss")), fmt(test.get("loss")),
+                      fmt(test.get("top1")), fmt(test.get("top5")), fmt(m.get("seconds"), 1)]])
+    hps = table(["hyperparameter", "value"], [[k, json.dumps(v)] for k, v in sorted(d.hyperparameters.items())])
+    history = table(["epoch", "train loss", "train acc", "valid loss", "valid acc"],
+                    [[r.get("epoch"), fmt(r.get("train_loss")), fmt(r.get("train_acc")), fmt(r.get("valid_loss")),
+                      fmt(r.get("valid_acc"))] for r in m.get("history", [])]) if m.get("history") else ""
+    rules = table(["rule", "status", "details"],
+                  [[r.get("RuleConfigurationName"), r.get("RuleEvaluationStatus"), r.get("StatusDetails") or ""]
+                   for r in d.rules], [r.get("RuleEvaluationStatus", "") for r in d.rules]) if d.rules else \
+        "<p class='note'>no rules were evaluated</p>"
+    prof = ""
+    if d.profiler:
+        f = d.profiler["findings"]
+        prof = table(["check (ProfilerReport)", "triggered", "datapoints", "details"],
+                     [[x["rule"], "yes" if x["triggered"] else "no", x["datapoints"], x["details"]] for x in f],
+                     ["bad" if x["triggered"] else "" for x in f])
+        s = d.profiler["steps"]
+        if s["count"]:
+            prof += (f"<p>{s['count']} training steps, median {fmt(s['median_s'], 3)} s, p95 {fmt(s['p95_s'], 3)} s; "
+                     f"{fmt(s['data_wait_share'], 1)}% of step time spent waiting for data.</p>")
+    per_breed = ""
+    if test.get("per_breed_accuracy"):
+        per_breed = table(["breed", "test accuracy"],
+                          [[k, fmt(v, 3)] for k, v in sorted(test["per_breed_accuracy"].items(), key=lambda kv: kv[1])])
+    notes = "".join(f"<p class='note'>{esc(n)}</p>" for n in d.notes)
+    return page(f"Training job {d.name}", [
+        ("Summary", summary + notes), ("Hyperparameters", hps), ("Epochs", history),
+        ("Loss curves (debugger tensors)", image(figs.get("losses"))),
+        ("Debugger rules", rules), ("Profiler summary", prof),
+        ("System usage", image(figs.get("system"))), ("Step times", image(figs.get("steps"))),
+        ("Test confusion matrix", image(figs.get("confusion"))), ("Per-breed test accuracy", per_breed)])
+
+
+def tuning_page(name: str, info: dict, trials: list[dict], figs: dict[str, Path | None]) -> str:
+    keys = sorted({k for t in trials for k in t.get("hyperparameters", {})})
+    rows = [[t.get("name"), t.get("status"), fmt(t.get("objective")), fmt(t.get("duration_s"), 1),
+             *[json.dumps(t.get("hyperparameters", {}).get(k)) for k in keys]] for t in trials]
+    best = info.get("best")
+    summary = table(["strategy", "objective", "goal", "trials", "best trial", "best value"],
+                    [[info.get("strategy"), info.get("objective_metric"), info.get("objective_goal"), len(trials),
+                      (best or {}).get("name"), fmt((best or {}).get("objective"))]])
+    return page(f"Tuning job {name}", [("Summary", summary),
+                                       ("Trials", table(["trial", "status", "objective", "seconds", *keys], rows)),
+                                       ("Objective", image(figs.get("trials")))])
