@@ -37,6 +37,7 @@ from typing import Any
 from dogbreed.serving.errors import ModelLoadError
 
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time InvokeEndpoint payload limit (6 MB)
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024  # oversized bodies up to this are read and dropped before the 413
 DEFAULT_ACCEPT = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
 REQUEST_TIMEOUT_S = float(os.environ.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", "60"))
 TEXT_TYPES = ("application/json", "text/csv", "text/plain")  # reach input_fn as str, as in the toolkit
@@ -340,7 +341,16 @@ class Handler(BaseHTTPRequestHandler):
             raise HttpError(411, "a Content-Length header is required")
         n = int(length)
         if n > self.app.max_body_bytes:
-            self.close_connection = True  # the unread body must not be parsed as the next request
+            # Drain (without keeping) a moderately oversized body so that the client, still
+            # sending, gets to read the 413; beyond that, just close the connection.
+            if n <= DRAIN_LIMIT_BYTES:
+                left = n
+                while left > 0:
+                    chunk = self.rfile.read(min(left, 1 << 20))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+            self.close_connection = True
             raise HttpError(413, f"request body is {n} bytes, over the {self.app.max_body_bytes} byte limit "
                                  "(6 MB, as SageMaker): send a smaller image")
         return self.rfile.read(n)
