@@ -129,3 +129,24 @@ def test_ctrl_c_on_the_cli_marks_the_job_stopped(workspace, sample_data):
     assert len(jobs) == 1 and jobs[0].status == STOPPED
     assert not JobLayout(workspace / "jobs" / jobs[0].name).model_tar.exists()
     assert jobs[0].status != IN_PROGRESS
+
+
+def test_killed_job_restarts_from_its_last_checkpoint(runner, sample_data):
+    """SIGKILL the training process after its first epoch; restart resumes, not redoes."""
+    running = runner.start(spec(sample_data, epochs=3, patience=0))
+    layout = runner.layout(running.name)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (layout.checkpoint_dir / "checkpoint.pth").exists():
+        time.sleep(0.2)
+    time.sleep(0.5)  # let the atomic rename settle
+    os.killpg(runner.describe(running.name).pid, signal.SIGKILL)
+    killed = running.wait(60)
+    assert killed.status == FAILED and "signal 9" in killed.failure_reason
+    resumed = runner.restart(running.name)
+    assert resumed.status == COMPLETED, resumed.failure_reason
+    log = layout.log_file.read_text()
+    assert "resumed from" in log
+    assert resumed.metric_series["epoch"][-1] == 3.0
+    assert 1.0 not in resumed.metric_series["epoch"]  # epoch 1 was not trained again
+    with pytest.raises(Exception, match="already Completed"):
+        runner.restart(running.name)

@@ -176,6 +176,21 @@ class LocalJobRunner:
                          start_new_session=True)
         return desc
 
+    def restart(self, name: str, log: LogSink | None = None) -> JobDescription:
+        """Run a Failed/Stopped job again in its own folder: same hyperparameters, same data,
+        and the script resumes from the checkpoints it left in `checkpoints/`."""
+        from dogbreed.errors import ConfigError
+
+        desc = self.describe(name)
+        if desc.status == COMPLETED:
+            raise ConfigError(f"job {name} already Completed; nothing to resume")
+        if desc.status == IN_PROGRESS:
+            raise ConfigError(f"job {name} is still running (pid {desc.extra.get('runner_pid')}); stop it first")
+        desc.status, desc.ended, desc.failure_reason, desc.model_data = IN_PROGRESS, None, None, None
+        desc.extra["restarts"] = desc.extra.get("restarts", 0) + 1
+        self._write(desc)
+        return self.execute(name, log)
+
     def _execute_safely(self, name, log, box):
         try:
             self.execute(name, log, box)
