@@ -15,6 +15,7 @@ same hyperparameters on resume, so no finished trial is redone and none is recor
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -98,17 +99,21 @@ class LocalTuner:
                   "early_stopping": spec.early_stopping, "seed": spec.seed, "driver_pid": None}
         self.folder(name).mkdir(parents=True, exist_ok=True)
         atomic_write_json(self._record_path(name), record)
-        self._study(record, create=True)
+        study = self._study(record, create=True)
+        if spec.strategy == "grid":
+            # Enqueued rather than optuna's GridSampler, which calls study.stop() when the grid is
+            # exhausted and that only works inside study.optimize(), not with ask/tell.
+            names = list(space.ranges)
+            for values in itertools.product(*(space.ranges[n].values for n in names)):
+                study.enqueue_trial(dict(zip(names, values)))
         return name
 
     def _study(self, record: dict, create: bool = False):
         optuna = _optuna()
         space = SearchSpace.from_dict(record["space"])
         strategy, seed = record["strategy"], record.get("seed")
-        if strategy == "random":
+        if strategy in ("random", "grid"):  # grid: every point is enqueued at creation (see `create`)
             sampler = optuna.samplers.RandomSampler(seed=seed)
-        elif strategy == "grid":
-            sampler = optuna.samplers.GridSampler({n: list(r.values) for n, r in space.ranges.items()}, seed=seed)
         else:
             sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, record["max_jobs"] // 3))
         if strategy == "hyperband":
@@ -217,7 +222,7 @@ class LocalTuner:
                 a.job.stop()
             for a in active.values():
                 a.job.wait()
-                self._interrupt(study, a.trial.number, dict(a.trial.params))
+                self._interrupt(study, a.trial)
             status = STOPPED if isinstance(exc, KeyboardInterrupt) else FAILED
             self._update(name, status=status, failure_reason=f"{type(exc).__name__}: {exc}" if status == FAILED
                          else f"stopped by the user; `dogbreed tune --resume {name}` continues it")
@@ -259,14 +264,15 @@ class LocalTuner:
             study.tell(a.trial, desc.metrics[metric])
         else:
             reason = desc.failure_reason or f"no {metric} metric in the log"
-            study.set_trial_user_attr(a.trial.number, "failure_reason", reason)
+            a.trial.set_user_attr("failure_reason", reason)
             study.tell(a.trial, state=S.FAIL)
 
-    def _interrupt(self, study, number: int, params: dict) -> None:
+    def _interrupt(self, study, trial) -> None:
         """Mark a cut-short trial as not counting and queue its hyperparameters for a rerun."""
         optuna = _optuna()
-        study.set_trial_user_attr(number, INTERRUPTED, True)
-        study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        params = dict(trial.params)
+        trial.set_user_attr(INTERRUPTED, True)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         study.enqueue_trial(params, skip_if_exists=False)
 
     def _recover(self, study, metric: str) -> None:
@@ -284,8 +290,8 @@ class LocalTuner:
                     desc = None
             if desc is not None and desc.status == COMPLETED and metric in desc.metrics:
                 study.tell(t.number, desc.metrics[metric])
-            else:
-                self._interrupt(study, t.number, dict(t.params))
+            else:  # a live handle on the stored trial (optuna keeps its id private)
+                self._interrupt(study, optuna.trial.Trial(study, t._trial_id))
 
 
 def check_local_data(data: str) -> None:
@@ -296,7 +302,10 @@ def check_local_data(data: str) -> None:
     if data.startswith("s3://"):
         raise ConfigError(f"the local backend reads a local folder, not {data}; pass --data DIR "
                           "or use --backend sagemaker")
-    report = check_dataset(data)
+    try:
+        report = check_dataset(data)
+    except DataError as exc:
+        raise DataError(f"{data} fails `dogbreed data check`: {exc}") from None
     if not report.ok:
         raise DataError(f"{data} fails `dogbreed data check`: train/ and valid/ both need readable images")
 

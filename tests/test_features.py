@@ -1,0 +1,122 @@
+"""Backbone feature cache: computed once, keyed by its inputs, invalidated by data changes;
+head-only training on it produces a full, loadable model."""
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from dogbreed.training.args import add_hpo_args, get_args_parser
+from dogbreed.training.data import DogImages
+from dogbreed.training.device import select_precision
+from dogbreed.training.features import (EpochViews, FeatureCache, FeatureSource, build_backbone_model,
+                                        data_fingerprint)
+from dogbreed.training.model import ModelConfig, load_model
+from dogbreed.training.presets import ClassificationPresetEval
+
+
+@pytest.fixture
+def data_copy(sample_data, tmp_path):
+    dest = tmp_path / "data"
+    shutil.copytree(sample_data, dest)
+    return dest
+
+
+def _source(data_dir, cache_dir, precision=None, image_size=48):
+    data = DogImages.scan(data_dir, splits=("train", "valid"))
+    config = ModelConfig(num_classes=len(data.classes), arch="resnet18", image_size=image_size,
+                         classes=tuple(data.classes))
+    precision = precision or select_precision("cpu", "off")
+    model = build_backbone_model(config, "none")
+    backbone = precision.prepare_model(model.backbone)
+    return FeatureSource(FeatureCache(cache_dir), data, config, "none", backbone, precision, batch_size=32), model
+
+
+def test_features_computed_once_and_equal_to_the_backbone(data_copy, tmp_path):
+    source, model = _source(data_copy, tmp_path / "cache")
+    feats, labels = source.features("valid", "eval")
+    assert feats.shape == (20, 512) and labels.tolist() == sorted(labels.tolist())
+    assert (source.cache.misses, source.cache.hits) == (1, 0)
+    again, _ = source.features("valid", "eval")
+    assert (source.cache.misses, source.cache.hits) == (1, 1)
+    assert torch.equal(feats, again)
+
+    # a fresh process would find the same file
+    source2, _ = _source(data_copy, tmp_path / "cache")
+    source2.features("valid", "eval")
+    assert (source2.cache.misses, source2.cache.hits) == (0, 1)
+
+    # the cached features are what the (deterministic) backbone computes on eval images
+    ds = source.data.dataset("valid", ClassificationPresetEval(crop_size=48))
+    with torch.inference_mode():
+        direct = model.backbone.eval()(torch.stack([ds[i][0] for i in range(4)]))
+    assert torch.allclose(direct, feats[:4], atol=1e-4)
+
+
+def test_cache_key_follows_data_and_inputs(data_copy, tmp_path):
+    source, _ = _source(data_copy, tmp_path / "cache")
+    key = source.key("train", "eval")
+    assert source.key("train", "train-aug-0") != key
+    samples = source.data.splits["train"].samples
+    before = data_fingerprint(data_copy, samples)
+    os.utime(samples[0][0], ns=(1, 1))  # a touched file
+    assert data_fingerprint(data_copy, samples) != before
+    other_size, _ = _source(data_copy, tmp_path / "cache", image_size=64)
+    assert other_size.key("train", "eval").image_size == 64
+    assert other_size.key("train", "eval").digest() != key.digest()
+
+
+def test_added_image_invalidates_the_cache(data_copy, tmp_path):
+    source, _ = _source(data_copy, tmp_path / "cache")
+    n_before = len(source.features("valid", "eval")[0])
+    cls_dir = next((data_copy / "valid").iterdir())
+    first = next(cls_dir.iterdir())
+    shutil.copy(first, cls_dir / ("extra" + first.suffix))
+    fresh, _ = _source(data_copy, tmp_path / "cache")
+    feats, _ = fresh.features("valid", "eval")
+    assert fresh.cache.misses == 1 and len(feats) == n_before + 1
+
+
+def test_augmented_views_differ_per_epoch_and_repeat_exactly(data_copy, tmp_path):
+    source, _ = _source(data_copy, tmp_path / "cache")
+    views = EpochViews(source, "train", 2, batch_size=1000, seed=0)
+    epoch1 = next(iter(views))[0]
+    epoch2 = next(iter(views))[0]
+    epoch3 = next(iter(views))[0]  # view 0 again, from the cache
+    assert source.cache.misses == 2 and source.cache.hits == 1
+    assert not torch.allclose(epoch1.sort(0).values, epoch2.sort(0).values)
+    assert torch.equal(epoch1.sort(0).values, epoch3.sort(0).values)
+    # recomputing a view from scratch gives identical features (per-image seeds)
+    shutil.rmtree(tmp_path / "cache")
+    redo, _ = _source(data_copy, tmp_path / "cache")
+    assert torch.equal(redo.features("train", "train-aug-0")[0], source.features("train", "train-aug-0")[0])
+
+
+def test_head_only_trial_saves_a_full_model(sample_data, tmp_path):
+    from dogbreed.training.head_only import cached_features_apply, run_head_training
+
+    args = add_hpo_args(get_args_parser()).parse_args([
+        "--data-dir", str(sample_data), "--arch", "resnet18", "--weights", "none", "--image-size", "48",
+        "--epochs", "2", "--batch-size", "16", "--workers", "0", "--lr", "0.01", "--seed", "0",
+        "--model-dir", str(tmp_path / "model"), "--output-data-dir", str(tmp_path / "out"),
+        "--feature-cache-dir", str(tmp_path / "cache"), "--feature-views", "2"])
+    assert cached_features_apply(args)
+    result = run_head_training(args)
+    assert result["epochs_run"] == 2 and result["feature_cache"]["misses"] == 3  # valid + 2 train views
+    again = run_head_training(args)
+    assert again["feature_cache"] == {**again["feature_cache"], "hits": 3, "misses": 0}
+    assert again["best_valid_loss"] == pytest.approx(result["best_valid_loss"], rel=1e-5)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["history"][0]["valid_loss"] > 0
+
+    model = load_model(tmp_path / "model")
+    data = DogImages.scan(sample_data, splits=("train", "valid"))
+    ref = build_backbone_model(model.config, "none")
+    for k, v in ref.backbone.state_dict().items():  # the backbone the features came from
+        assert torch.equal(model.backbone.state_dict()[k], v), k
+    assert model.config.classes == tuple(data.classes)
+
+    args.freeze = "layer4"
+    assert not cached_features_apply(args)  # unfrozen layers: full training

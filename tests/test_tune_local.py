@@ -1,0 +1,149 @@
+"""`dogbreed tune` on the local backend: real hpo.py trials in subprocesses, Optuna in SQLite."""
+
+import json
+
+import optuna
+import pytest
+
+from dogbreed.backends.base import COMPLETED, FAILED, TuningSpec
+from dogbreed.backends.local.tuning import LocalTuner
+from dogbreed.search_space import build_space
+from dogbreed.workspace import Workspace
+
+TINY = ["--arch", "resnet18", "--weights", "none", "--image-size", "48", "-H", "workers=0"]
+
+
+def _state(ws):
+    return json.loads((ws / "state.json").read_text())
+
+
+@pytest.mark.slow
+def test_tune_end_to_end(cli, workspace, sample_data):
+    r = cli("tune", "--data", sample_data, *TINY, "--max-jobs", 3, "--max-parallel-jobs", 2, "--seed", 1,
+            "--range", "lr=0.001:0.05:log", "--name", "hpo-e2e")
+    assert r.exit_code == 0, r.output
+    out = r.output
+    assert "tuning hpo-e2e on local: 3 trial(s), 2 at a time, bayesian; minimize valid_loss over " \
+           "lr=0.001:0.05:log, batch-size=32,64,128, epochs=1,2" in out
+    assert "trial 3/3 Completed" in out and "best so far" in out
+
+    state = _state(workspace)
+    assert state["last_tuning_job"] == {"name": "hpo-e2e", "backend": "local"}
+    best = state["best_job"]
+    trials = [json.loads((workspace / "jobs" / f"hpo-e2e-00{i}" / "job.json").read_text()) for i in (1, 2, 3)]
+    assert all(t["status"] == COMPLETED for t in trials)
+    by_loss = sorted(trials, key=lambda t: t["metrics"]["valid_loss"])
+    assert best["name"] == by_loss[0]["name"] and best["tuning_job"] == "hpo-e2e" and best["backend"] == "local"
+    assert best["objective"] == {"metric": "valid_loss", "value": by_loss[0]["metrics"]["valid_loss"]}
+    hps = best["hyperparameters"]
+    assert {"arch": "resnet18", "weights": "none", "image-size": 48, "workers": 0}.items() <= hps.items()
+    assert 0.001 <= hps["lr"] <= 0.05 and hps["batch-size"] in (32, 64, 128) and hps["epochs"] in (1, 2)
+
+    # the table lists every trial, best first, with its hyperparameters
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith(("1 ", "2 ", "3 "))]
+    assert [row[1] for row in rows] == [t["name"] for t in by_loss]
+    assert out.index("#  trial") < out.index(f"best: {best['name']}")
+
+    # frozen backbone: features computed by the first trials, reused by later ones
+    logs = [(workspace / "jobs" / t["name"] / "logs.txt").read_text() for t in trials]
+    assert all("training the head on cached backbone features" in log for log in logs)
+    assert "0 computed" in logs[2]
+    assert list((workspace / "cache" / "features").glob("*.pt"))
+
+    folder = workspace / "tuning" / "hpo-e2e"
+    assert (folder / "objective.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (folder / "objective.html").read_text()
+    assert "data:image/png;base64," in html and best["name"] in html
+
+    # --attach on a finished job shows the same result without running anything
+    r2 = cli("tune", "--attach", "hpo-e2e")
+    assert r2.exit_code == 0, r2.output
+    assert f"best: {best['name']}" in r2.output
+    assert len(list((workspace / "jobs").iterdir())) == 3
+
+
+def test_failing_trial_is_recorded_and_tuning_goes_on(cli, workspace, sample_data):
+    r = cli("tune", "--data", sample_data, *TINY, "--strategy", "grid", "--range", "optimizer=adam,bogus",
+            "-H", "lr=0.01", "-H", "batch-size=16", "-H", "epochs=1", "--max-jobs", 5, "--max-parallel-jobs", 1)
+    assert r.exit_code == 0, r.output
+    assert "2 trial(s)" in r.output  # grid: capped at the grid's size
+    failed = [line for line in r.output.splitlines() if "Failed" in line]
+    assert failed and "invalid choice: 'bogus'" in failed[0]
+    state = _state(workspace)
+    assert state["best_job"]["hyperparameters"]["optimizer"] == "adam"
+
+
+def test_resume_after_ctrl_c_and_crash(cli, workspace, sample_data):
+    ws = Workspace.resolve(workspace)
+    tuner = LocalTuner(ws)
+    space = build_space(range_args=["lr=0.001,0.01,0.02,0.03"], static={"epochs": 1, "batch-size": 16})
+    name = tuner.create(TuningSpec(data=str(sample_data), space=space, strategy="random", max_jobs=3,
+                                   max_parallel_jobs=2, name="hpo-resume", seed=3,
+                                   static_hyperparameters={"arch": "resnet18", "weights": "none", "image-size": 48,
+                                                           "workers": 0, "epochs": 1, "batch-size": 16}))
+    ws.update(last_tuning_job={"name": name, "backend": "local"})
+
+    def ctrl_c(result):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tuner.drive(name, progress=ctrl_c)  # Ctrl-C as soon as the first trial finishes
+    after_stop = tuner.describe(name)
+    assert after_stop.status == "Stopped" and "--resume" in after_stop.failure_reason
+    done_first = [t for t in after_stop.trials if t.status == COMPLETED]
+    assert len(done_first) == 1 and len(after_stop.trials) == 1  # the cut-short trial is not a record
+
+    # a driver that died mid-trial (kill -9) leaves a trial marked running in the study
+    study = tuner._study(tuner._read(name))
+    orphan = study.ask({"lr": optuna.distributions.CategoricalDistribution([0.001, 0.01, 0.02, 0.03])})
+    orphan.set_user_attr("job", "hpo-resume-lost")
+
+    r = cli("tune", "--resume")
+    assert r.exit_code == 0, r.output
+    final = tuner.describe(name)
+    assert final.status == COMPLETED
+    assert len(final.trials) == 3 and all(t.status == COMPLETED for t in final.trials)
+    assert len({t.name for t in final.trials}) == 3
+    assert done_first[0].name in {t.name for t in final.trials}  # not redone
+    jobs = json.loads((workspace / "jobs" / done_first[0].name / "job.json").read_text())
+    assert jobs["status"] == COMPLETED
+    assert "trial 3/3 Completed" in r.output
+
+    # resuming a finished job runs nothing more
+    r2 = cli("tune", "--resume", name)
+    assert r2.exit_code == 0 and len(tuner.describe(name).trials) == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-H", "learning-rate=0.1"], "unknown hyperparameter(s) learning-rate for hpo.py"),
+    (["--range", "momentun=0.8:0.99"], "unknown hyperparameter(s) in ranges: momentun"),
+    (["--range", "lr="], "range lr is empty"),
+    (["--range", "lr=0.1:0.01:log"], "is empty: LOW must be below HIGH"),
+    (["--max-jobs", "2", "--max-parallel-jobs", "3"], "--max-parallel-jobs 3 is more than --max-jobs 2"),
+    (["--name", "bad_name!"], "must be 1-32 letters, digits or dashes"),
+])
+def test_bad_input_fails_before_any_job(cli, workspace, sample_data, args, message):
+    r = cli("tune", "--data", sample_data, *TINY, *args)
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith("Error: ") and message in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (workspace / "jobs").exists() and not (workspace / "tuning").exists()
+
+
+def test_dataset_that_fails_data_check(cli, workspace, tmp_path):
+    bad = tmp_path / "bad"
+    for cls in ("001.A", "002.B"):
+        (bad / "train" / cls).mkdir(parents=True)
+        (bad / "train" / cls / "x.jpg").write_bytes(b"not an image")
+        (bad / "valid" / cls).mkdir(parents=True)
+    r = cli("tune", "--data", bad, *TINY)
+    assert r.exit_code == 1 and "Error: " in r.output and "data check" in r.output
+    r = cli("tune", "--data", tmp_path / "nowhere", *TINY)
+    assert r.exit_code == 1 and "does not exist" in r.output
+    assert not (workspace / "jobs").exists()
+
+
+def test_resume_without_a_recorded_job(cli, workspace):
+    r = cli("tune", "--resume")
+    assert r.exit_code == 1 and "no tuning job recorded; pass --resume NAME" in r.output
+    r = cli("tune", "--attach", "nope")
+    assert r.exit_code == 1 and "no local tuning job named 'nope'" in r.output
