@@ -149,3 +149,28 @@ def test_cleanup_lists_asks_and_deletes_only_the_projects_resources(cli, workspa
     assert _names(sm) == (["someone-elses"], ["someone-elses-config"], ["someone-elses-model"])
     assert "endpoint" not in state(workspace)
     assert "nothing to clean up: no resources named dogbreed* in us-east-1" in cli("cleanup").output
+
+
+def test_cleanup_removes_what_deploy_created(cli, workspace, aws, tmp_path):
+    import tarfile
+
+    import boto3
+
+    (tmp_path / "model.pth").write_bytes(b"weights")
+    with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "model.pth", arcname="model.pth")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.upload_file(str(tmp_path / "model.tar.gz"), BUCKET, "jobs/t-1/output/model.tar.gz")
+    r = cli("--backend", "sagemaker", "--role", ROLE_ARN, "--bucket", BUCKET, "deploy",
+            "--model-data", f"s3://{BUCKET}/jobs/t-1/output/model.tar.gz")
+    assert r.exit_code == 0, r.output
+    name = state(workspace)["endpoint"]["name"]
+    sm = boto3.client("sagemaker", region_name="us-east-1")
+    assert _names(sm)[0] == [name]
+
+    r = cli("--bucket", BUCKET, "cleanup", "--yes")
+    assert r.exit_code == 0, r.output
+    assert f"deleted endpoint {name}" in r.output
+    assert _names(sm) == ([], [], [])
+    assert "endpoint" not in state(workspace)
