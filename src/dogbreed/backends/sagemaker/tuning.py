@@ -74,7 +74,8 @@ def make_tuner(ctx: AwsContext, spec: TuningSpec, source_dir: str):
         metric_definitions=space.metric_definitions,
         strategy=STRATEGIES[spec.strategy],
         strategy_config=strategy_config,
-        max_jobs=None if spec.strategy == "grid" else spec.max_jobs,
+        # Grid: the SDK sends max_jobs=None as is and botocore refuses it; cap at the grid's size.
+        max_jobs=min(spec.max_jobs, space.grid_size()) if spec.strategy == "grid" else spec.max_jobs,
         max_parallel_jobs=spec.max_parallel_jobs,
         # Hyperband stops trials itself; SageMaker refuses early stopping on top of it.
         early_stopping_type="Auto" if spec.early_stopping and spec.strategy != "hyperband" else "Off",
