@@ -279,6 +279,7 @@ def _error_status(exc: BaseException) -> int:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse one connection
     server_version = "dogbreed-model-server"
+    timeout = REQUEST_TIMEOUT_S  # a client that stalls mid-body (or idles) cannot hold a thread forever
     app: ModelServer  # set on the subclass made by make_http_server
 
     def log_message(self, fmt, *args):  # one line per error only; access logs would cost CPU
@@ -353,7 +354,15 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise HttpError(413, f"request body is {n} bytes, over the {self.app.max_body_bytes} byte limit "
                                  "(6 MB, as SageMaker): send a smaller image")
-        return self.rfile.read(n)
+        try:
+            body = self.rfile.read(n)
+        except TimeoutError:
+            self.close_connection = True
+            raise HttpError(408, f"timed out after {REQUEST_TIMEOUT_S:.0f} s reading the {n}-byte body") from None
+        if len(body) < n:
+            self.close_connection = True
+            raise HttpError(400, f"the body ended after {len(body)} of {n} bytes (Content-Length)")
+        return body
 
     def _discard_body(self) -> None:
         length = self.headers.get("Content-Length", "0")
