@@ -47,6 +47,16 @@ class _StoppableRule:
         return getattr(self.rule, item)
 
     def invoke(self, step):
+        # smdebug's own wait sleeps until the step exists, deaf to a stop request: wait here
+        from smdebug.analysis.utils import refresh
+        from smdebug.trials.trial import StepState
+
+        trial = self.rule.base_trial
+        with refresh(trial):
+            while trial.has_passed_step(step) == StepState.NOT_YET_AVAILABLE:
+                ended = os.path.exists(os.path.join(str(trial.path), END_MARKER))
+                if self.stop.wait(0.05 if ended else 1.0):  # once ended, the next refresh sees it
+                    raise _StopRequested()
         if self.stop.is_set():
             raise _StopRequested()
         return self.rule.invoke(step)
@@ -79,7 +89,12 @@ def evaluate_rule(trial_dir: str | Path, name: str, params: Mapping[str, str] | 
                                        "(was the hook configured and smdebug importable in the job?)")
         stop.wait(0.5)
     try:
-        rule = RULE_CLASSES[name](create_trial(str(trial_dir)), "", **dict(params or {}))
+        trial = create_trial(str(trial_dir))
+        if (trial_dir / END_MARKER).exists():
+            # smdebug waits 1 s after seeing the marker for files still being written; the job
+            # had already exited when the marker was written, so nothing is
+            trial._training_end_delay_refresh = 0
+        rule = RULE_CLASSES[name](trial, "", **dict(params or {}))
         invoke_rule(_StoppableRule(rule, stop), raise_eval_cond=True)
     except RuleEvaluationConditionMet as exc:
         return status(name, ISSUES, rule.message or str(exc))
