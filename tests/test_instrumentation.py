@@ -1,0 +1,107 @@
+"""The script-side instrumentation: smdebug hook from the platform's hook config, step
+recorder, and training on without smdebug."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+
+from dogbreed.rules import config
+from dogbreed.training import instrumentation as I
+
+
+def args(**kw):
+    return types.SimpleNamespace(**{"debugger": True, "profiler": True, **kw})
+
+
+def test_null_when_nothing_is_configured(tmp_path):
+    env = {"SAGEMAKER_BASE_DIR": str(tmp_path)}
+    assert type(I.make_instrumentation(args(), env)) is I.NullInstrumentation
+
+
+def test_step_recorder_writes_one_line_per_step(tmp_path):
+    instr = I.make_instrumentation(args(debugger=False), {"DOGBREED_PROFILE_DIR": str(tmp_path / "p")})
+    assert isinstance(instr, I.StepRecorder)
+    for i in range(3):
+        instr.record_step(data_wait_s=0.01 * i, step_s=0.1, batch_size=8)
+    instr.close()
+    rows = [json.loads(x) for x in (tmp_path / "p" / "steps.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2] and rows[2]["data_wait_s"] == 0.02 and rows[0]["batch_size"] == 8
+
+
+def test_profiler_off_means_no_recorder(tmp_path):
+    instr = I.make_instrumentation(args(debugger=False, profiler=False), {"DOGBREED_PROFILE_DIR": str(tmp_path)})
+    assert type(instr) is I.NullInstrumentation
+
+
+HOOK_RUN = """
+import json, sys, torch
+from torch import nn
+from dogbreed.training.instrumentation import make_instrumentation
+class A: debugger = True; profiler = True
+instr = make_instrumentation(A())
+print("KIND", type(instr).__name__, flush=True)
+model, loss_fn = nn.Linear(4, 3), nn.CrossEntropyLoss()
+instr.attach(model, loss_fn)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for mode, n in (("train", 6), ("eval", 2)):
+    instr.set_mode(mode)
+    for _ in range(n):
+        loss = loss_fn(model(torch.randn(5, 4)), torch.randint(0, 3, (5,)))
+        if mode == "train":
+            opt.zero_grad(); loss.backward(); opt.step()
+            instr.record_step(data_wait_s=0.0, step_s=0.01, batch_size=5)
+instr.close()
+"""
+
+
+def test_hook_saves_the_configured_collections_in_a_subprocess(tmp_path):
+    cfg = tmp_path / "debughookconfig.json"
+    cfg.write_text(json.dumps(config.hook_config(str(tmp_path / "tensors"), config.collections())))
+    env = {"SMDEBUG_CONFIG_FILE_PATH": str(cfg), "TRAINING_JOB_NAME": "t", "DOGBREED_PROFILE_DIR": str(tmp_path / "p"),
+           "PATH": "/usr/bin:/bin", "SMDEBUG_LOG_LEVEL": "error"}
+    out = subprocess.run([sys.executable, "-c", HOOK_RUN], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "KIND Composite" in out.stdout
+
+    from smdebug.core.modes import ModeKeys
+    from smdebug.trials import create_trial
+
+    (tmp_path / "tensors" / "training_job_end.ts").write_text("0")  # what the platform adds
+    trial = create_trial(str(tmp_path / "tensors"))
+    loss = trial.tensor(trial.tensor_names(collection="losses")[0])
+    assert loss.steps(mode=ModeKeys.TRAIN) == list(range(6)) and loss.steps(mode=ModeKeys.EVAL) == [0, 1]
+    grads = trial.tensor_names(collection="gradients")
+    assert grads and trial.tensor(grads[0]).steps(mode=ModeKeys.TRAIN) == [0, 5]  # every 5 train steps
+    assert len((tmp_path / "p" / "steps.jsonl").read_text().splitlines()) == 6
+
+
+def test_training_goes_on_without_smdebug(tmp_path):
+    cfg = tmp_path / "debughookconfig.json"
+    cfg.write_text(json.dumps(config.hook_config(str(tmp_path / "tensors"), config.collections())))
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "smdebug.py").write_text("raise ImportError('smdebug removed for this test')\n")
+    code = ("import sys; sys.path.insert(0, %r)\n" % str(blocker)) + HOOK_RUN
+    env = {"SMDEBUG_CONFIG_FILE_PATH": str(cfg), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "KIND NullInstrumentation" in out.stdout
+    assert out.stderr.count("smdebug is not importable") == 1
+    assert not (tmp_path / "tensors").exists()
+
+
+def test_collection_overrides_and_bad_ones():
+    import pytest
+
+    from dogbreed.errors import ConfigError
+
+    c = config.collections(["weights.train.save_interval=50", "relu_input.include_regex=.*relu_input"])
+    assert c["weights"] == {"train.save_interval": "50", "eval.save_interval": "1"}
+    assert c["relu_input"] == {"include_regex": ".*relu_input"}
+    with pytest.raises(ConfigError, match="COLLECTION.KEY=VALUE"):
+        config.collections(["weights=5"])
+    with pytest.raises(ConfigError, match="one SageMaker accepts"):
+        config.profiler_config(300)
