@@ -53,7 +53,7 @@ def sagemaker_tuning(aws, monkeypatch):
 def test_tuning_request_best_job_and_attach(cli, workspace, sagemaker_tuning):
     r = cli(*AWS, "tune", "--data", DATA, "--arch", "resnet18", "--weights", "none", "-H", "patience=1",
             "--max-jobs", 4, "--max-parallel-jobs", 2, "--strategy", "random", "--range", "lr=0.0001:0.1:log",
-            "--early-stopping", "--seed", 7, "--name", "dbhpo-moto")
+            "--early-stopping", "--seed", 7, "--name", "dbhpo-moto", "--instance-type", "ml.c5.2xlarge", "--spot")
     assert r.exit_code == 0, r.output
     (req,) = sagemaker_tuning
     assert req["HyperParameterTuningJobName"] == "dbhpo-moto"
@@ -75,10 +75,12 @@ def test_tuning_request_best_job_and_attach(cli, workspace, sagemaker_tuning):
     assert "lr" not in static and "batch-size" not in static
     assert job["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
     assert job["InputDataConfig"][0]["ChannelName"] == "training"
+    assert job["HyperParameterTuningResourceConfig"]["InstanceType"] == "ml.c5.2xlarge"
+    assert job["EnableManagedSpotTraining"] is True
     assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == DATA
 
     out = r.output
-    assert "estimated tuning cost: 4 x ml." in out
+    assert "estimated tuning cost: 4 x ml.c5.2xlarge" in out
     best_name = "dbhpo-moto-002-0a1b2c3d"
     rows = [line.split() for line in out.splitlines() if line.strip()[:2] in ("1 ", "2 ", "3 ")]
     assert [row[1] for row in rows] == ["dbhpo-moto-002-0a1b2c3d", "dbhpo-moto-001-0a1b2c3d",

@@ -7,7 +7,8 @@ import time
 
 import click
 
-from dogbreed.commands.options import collect_static, data_option, resolve_data, static_hyperparameter_options
+from dogbreed.commands.options import (collect_static, data_option, resolve_data, sagemaker_job_options,
+                                       static_hyperparameter_options)
 
 STRATEGY_CHOICES = ["bayesian", "random", "grid", "hyperband"]
 # SageMaker's HyperParameterTuningJobName rule, applied on both backends so names travel.
@@ -71,7 +72,7 @@ def progress_printer(echo=click.echo):
               help="Stop trials whose per-epoch objective trails the median (SageMaker: Auto).")
 @click.option("--seed", type=int, default=None, help="Seed of the search strategy. [default: random]")
 @click.option("--name", default=None, help="Tuning job name (<= 32 chars). [default: dbhpo-<time>-<hex>]")
-@click.option("--instance-type", default=None, help="SageMaker instance type per trial. [default: from settings]")
+@sagemaker_job_options(kind="tuning")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Follow the trials until the job ends (no-wait: run in the background).")
 @click.option("--attach", default=None, metavar="NAME", help="Follow an existing tuning job instead of starting one.")
@@ -80,7 +81,7 @@ def progress_printer(echo=click.echo):
                    "finished trials.")
 @click.pass_obj
 def tune(app, data, max_jobs, max_parallel_jobs, strategy, arch, weights, image_size, freeze, extra_hps, ranges,
-         space_file, objective, early_stopping, seed, name, instance_type, wait, attach, resume):
+         space_file, objective, early_stopping, seed, name, wait, attach, resume):
     """Tune hyperparameters: trials of scripts/hpo.py, best one remembered for `train --from-best`.
 
     The objective is measured on valid/ (the test split is never used for selection).
@@ -107,7 +108,7 @@ def tune(app, data, max_jobs, max_parallel_jobs, strategy, arch, weights, image_
             result = backend.resume_tuning(target, wait=wait, progress=show)
         else:
             spec = _build_spec(app, data, max_jobs, max_parallel_jobs, strategy, arch, weights, image_size, freeze,
-                               extra_hps, ranges, space_file, objective, early_stopping, seed, name, instance_type)
+                               extra_hps, ranges, space_file, objective, early_stopping, seed, name)
             for note in backend.check_tuning(spec):
                 click.echo(note)
             click.echo(f"tuning {spec.name} on {backend.name}: {spec.max_jobs} trial(s), {spec.max_parallel_jobs} at "
@@ -129,7 +130,7 @@ def tune(app, data, max_jobs, max_parallel_jobs, strategy, arch, weights, image_
 
 
 def _build_spec(app, data, max_jobs, max_parallel_jobs, strategy, arch, weights, image_size, freeze, extra_hps,
-                ranges, space_file, objective, early_stopping, seed, name, instance_type):
+                ranges, space_file, objective, early_stopping, seed, name):
     """Everything checked here, before any job starts."""
     from dogbreed import hyperparameters as hp
     from dogbreed.backends.base import TuningSpec
@@ -145,7 +146,7 @@ def _build_spec(app, data, max_jobs, max_parallel_jobs, strategy, arch, weights,
     check_strategy(strategy, space, max_jobs, max_parallel_jobs)
     return TuningSpec(data=resolve_data(app, data), static_hyperparameters=static, space=space, strategy=strategy,
                       max_jobs=max_jobs, max_parallel_jobs=max_parallel_jobs, early_stopping=early_stopping,
-                      name=name or default_name(), seed=seed, instance_type=instance_type)
+                      name=name or default_name(), seed=seed)
 
 
 def _report(app, backend, result) -> None:

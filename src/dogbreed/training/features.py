@@ -143,15 +143,44 @@ class _SeededView:
         return self.dataset[i]
 
 
-def build_backbone_model(config, weights: str | None):
-    """The network whose backbone the cache describes; deterministic for --weights none."""
+def build_backbone_model(config, weights: str | None, cache: "FeatureCache | None" = None):
+    """The network whose backbone the cache describes; deterministic for --weights none.
+
+    With a cache, the backbone's weights are stored next to the features the first time and
+    later trials load them into a network built on the meta device: initialising ResNet50's
+    25M parameters only to overwrite them costs seconds per trial.
+    """
     import torch
 
-    from dogbreed.training.model import build_model
+    from dogbreed.training.model import _build_head, build_model, net_class
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(BACKBONE_SEED)
-        return build_model(config, weights)
+    def seeded():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(BACKBONE_SEED)
+            model = build_model(config, weights)
+        model.head = _build_head(config)  # initialised from the trial's own seed, like the meta path below
+        return model
+
+    if cache is None:
+        return seeded()
+    ident = json.dumps({"arch": config.arch, "weights": weights_id(weights), "seed": BACKBONE_SEED,
+                        "torch": torch.__version__.split("+")[0], "format": FORMAT_VERSION}, sort_keys=True)
+    path = cache.root / f"backbone-{hashlib.sha256(ident.encode()).hexdigest()[:24]}.pt"
+    if not path.is_file():
+        with _file_lock(cache.root / f".{path.name}.lock"):
+            if not path.is_file():
+                model = seeded()
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                torch.save(model.backbone.state_dict(), tmp)
+                os.replace(tmp, path)
+                return model
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    with torch.device("meta"):
+        model = net_class()(config)
+    model.backbone.load_state_dict(state, assign=True)
+    model.head = _build_head(config)  # a real, freshly initialised head (the trial's seed)
+    model.apply_freeze()
+    return model
 
 
 def compute_features(backbone, dataset, precision, *, batch_size: int, workers: int):

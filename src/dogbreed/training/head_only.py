@@ -51,7 +51,7 @@ def run_head_training(args) -> dict:
         f"cached backbone features ({args.feature_views} augmented view(s), cache {cache.root}) "
         f"on {precision.describe()}")
 
-    model = build_backbone_model(config, args.weights)
+    model = build_backbone_model(config, args.weights, cache)
     backbone = precision.prepare_model(model.backbone)
     source = FeatureSource(cache, data, config, args.weights, backbone, precision,
                            batch_size=max(args.batch_size, 64), workers=args.workers)

@@ -49,9 +49,9 @@ def sdk_ranges(space: SearchSpace) -> dict:
     return out
 
 
-def trial_spec(spec: TuningSpec) -> TrainingJobSpec:
+def trial_spec(ctx: AwsContext, spec: TuningSpec) -> TrainingJobSpec:
     return TrainingJobSpec(entry_point="hpo.py", hyperparameters=dict(spec.static_hyperparameters), data=spec.data,
-                           base_name="dbhpo", instance_type=spec.instance_type)
+                           base_name="dbhpo", instance_type=spec.instance_type or ctx.settings.tuning_instance_type)
 
 
 def make_tuner(ctx: AwsContext, spec: TuningSpec, source_dir: str):
@@ -61,7 +61,7 @@ def make_tuner(ctx: AwsContext, spec: TuningSpec, source_dir: str):
     from sagemaker.tuner import HyperbandStrategyConfig, HyperparameterTuner, StrategyConfig
 
     space: SearchSpace = spec.space.for_grid() if spec.strategy == "grid" else spec.space
-    estimator = training.make_estimator(ctx, trial_spec(spec), source_dir)
+    estimator = training.make_estimator(ctx, trial_spec(ctx, spec), source_dir)
     strategy_config = None
     if spec.strategy == "hyperband":
         max_epochs = int(spec.static_hyperparameters.get("epochs", SCRIPT_DEFAULT_EPOCHS))
@@ -89,7 +89,7 @@ def cost_line(ctx: AwsContext, spec: TuningSpec) -> str:
 
     s = ctx.settings
     jobs = spec.space.for_grid().grid_size() if spec.strategy == "grid" else spec.max_jobs
-    return estimate_tuning(spec.instance_type or s.instance_type, jobs, s.max_run_s, spot=s.spot).line()
+    return estimate_tuning(trial_spec(ctx, spec).instance_type, jobs, s.max_run_s, spot=s.spot).line()
 
 
 def start(ctx: AwsContext, spec: TuningSpec, source_dir: str) -> str:

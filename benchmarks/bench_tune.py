@@ -1,0 +1,178 @@
+"""Tuning with a frozen backbone: 8 local trials through `dogbreed tune` (head-only training on
+cached bf16/channels_last backbone features) vs the seed's way (every trial re-runs the
+frozen backbone in fp32 each epoch) vs the bare limit (one backbone pass over train/).
+
+Both sides run as real local trials (hpo.py in a subprocess per trial, one at a time) with
+the same 8 hyperparameter sets. The naive side is slow by design, so by default only some
+of its trials run (one per distinct epoch count) and its 8-trial total is extrapolated from
+them with a per-trial fit `start-up + epochs x epoch cost` (marked in the note); `--naive-trials 8`
+runs all of them.
+
+    .venv/bin/python benchmarks/bench_tune.py            # ~1,000 images, 224 px, resnet50 (many minutes)
+    .venv/bin/python benchmarks/bench_tune.py --quick    # 200 images, 64 px, resnet18 (< 60 s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import figure, print_table, save  # noqa: E402
+
+TRIALS = 8
+
+
+def synth(root: Path, classes: int, per_class: int, image_size: int) -> Path:
+    from dogbreed.data.synth import SynthSpec, synthesize
+
+    out = root / "data"
+    synthesize(out, SynthSpec(classes=classes, per_class=per_class, image_size=image_size, seed=0))
+    return out
+
+
+def run_ours(ws_root: Path, data: Path, static: dict) -> tuple[float, list]:
+    """The real local tuner; returns wall seconds and the trial job descriptions."""
+    from dogbreed.backends.base import TuningSpec
+    from dogbreed.backends.local.jobs import LocalJobRunner
+    from dogbreed.backends.local.tuning import LocalTuner
+    from dogbreed.search_space import build_space
+    from dogbreed.workspace import Workspace
+
+    ws = Workspace.resolve(ws_root)
+    tuner = LocalTuner(ws)
+    space = build_space(static=static, range_args=["lr=0.001:0.05:log"])
+    spec = TuningSpec(data=str(data), static_hyperparameters=static, space=space, strategy="random",
+                      max_jobs=TRIALS, max_parallel_jobs=1, seed=0, name="bench-ours")
+    t = time.perf_counter()
+    result = tuner.drive(tuner.create(spec))
+    wall = time.perf_counter() - t
+    runner = LocalJobRunner(ws)
+    jobs = [runner.describe(tr.name) for tr in result.trials]
+    bad = [j.name for j in jobs if j.status != "Completed"]
+    if bad:
+        raise SystemExit(f"trials failed: {bad}; see {ws_root}/jobs/*/logs.txt")
+    return wall, jobs
+
+
+def run_naive(ws_root: Path, data: Path, static: dict, trials: list) -> list[tuple[int, float]]:
+    """The same hyperparameters, the seed's way: full network, fp32, no cache. (epochs, seconds)."""
+    from dogbreed.backends.base import TrainingJobSpec
+    from dogbreed.backends.local.jobs import LocalJobRunner
+    from dogbreed.workspace import Workspace
+
+    runner = LocalJobRunner(Workspace.resolve(ws_root))
+    out = []
+    for i, hps in enumerate(trials):
+        spec = TrainingJobSpec(entry_point="hpo.py", data=str(data), job_name=f"bench-naive-{i}",
+                               hyperparameters={**hps, "feature-cache": "off", "mixed-precision": "off"})
+        t = time.perf_counter()
+        desc = runner.run(spec)
+        if desc.status != "Completed":
+            raise SystemExit(f"naive trial failed: {desc.failure_reason}")
+        out.append((int(hps["epochs"]), time.perf_counter() - t))
+    return out
+
+
+def backbone_pass_seconds(data: Path, arch: str, size: int, mixed: str) -> float:
+    """One pass of the bare backbone over train/ (decode + preprocess + forward)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from dogbreed.training.data import DogImages, collate_skip_none
+    from dogbreed.training.device import select_precision
+    from dogbreed.training.features import build_backbone_model
+    from dogbreed.training.model import ModelConfig
+    from dogbreed.training.presets import ClassificationPresetEval
+
+    d = DogImages.scan(data, splits=("train",))
+    precision = select_precision("cpu", mixed)
+    model = build_backbone_model(ModelConfig(num_classes=len(d.classes), arch=arch, image_size=size), "none")
+    backbone = precision.prepare_model(model.backbone).eval()
+    loader = DataLoader(d.dataset("train", ClassificationPresetEval(crop_size=size)), batch_size=64,
+                        collate_fn=collate_skip_none)
+    t = time.perf_counter()
+    with torch.inference_mode(), precision.autocast():
+        for x, _ in loader:
+            backbone(precision.prepare_input(x))
+    return time.perf_counter() - t
+
+
+def extrapolate(measured: list[tuple[int, float]], epochs: list[int]) -> float:
+    """Fit seconds = a + b * epochs on the measured naive trials; total over `epochs`."""
+    by_e: dict[int, list[float]] = {}
+    for e, s in measured:
+        by_e.setdefault(e, []).append(s)
+    means = {e: sum(v) / len(v) for e, v in by_e.items()}
+    if len(means) == 1:
+        (e0, s0), = means.items()
+        return sum(s0 * e / e0 for e in epochs)
+    (e1, s1), (e2, s2) = sorted(means.items())[0], sorted(means.items())[-1]
+    b = (s2 - s1) / (e2 - e1)
+    a = s1 - b * e1
+    return sum(a + b * e for e in epochs)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="200 images at 64 px with resnet18 (< 60 s)")
+    p.add_argument("--naive-trials", type=int, default=0,
+                   help="naive trials actually run (default: one per distinct epoch count; 8 = all)")
+    a = p.parse_args(argv)
+    if a.quick:
+        classes, per_class, synth_px, arch, size = 5, 40, 72, "resnet18", 64
+    else:
+        classes, per_class, synth_px, arch, size = 10, 100, 256, "resnet50", 224
+
+    with tempfile.TemporaryDirectory(prefix="bench-tune-") as tmp:
+        tmp = Path(tmp)
+        data = synth(tmp, classes, per_class, synth_px)
+        static = {"arch": arch, "weights": "none", "image-size": size, "freeze": "head", "workers": 1,
+                  "patience": 0}
+        ours_s, jobs = run_ours(tmp / "ws", data, static)
+        trials = [j.hyperparameters for j in jobs]
+        epochs = [int(h["epochs"]) for h in trials]
+        if a.naive_trials:
+            pick = list(range(min(a.naive_trials, TRIALS)))
+        else:
+            pick = [epochs.index(e) for e in sorted(set(epochs))]
+        measured = run_naive(tmp / "ws", data, static, [trials[i] for i in pick])
+        naive_s = sum(s for _, s in measured) if len(pick) == TRIALS else extrapolate(measured, epochs)
+
+        # per-trial cost once the cache is warm: trials 2..8 (in-script seconds and whole process)
+        warm = jobs[1:]
+        in_script = [json.loads((Path(j.location) / "output" / "data" / "metrics.json").read_text())["seconds"]
+                     for j in warm]
+        process = [j.duration_s for j in warm]
+        hits = sum("0 computed" in (Path(j.location) / "logs.txt").read_text() for j in warm)
+        fp32_pass = backbone_pass_seconds(data, arch, size, "off")
+        bf16_pass = backbone_pass_seconds(data, arch, size, "auto")
+
+    n_train = classes * per_class
+    note_naive = ("all 8 naive trials run" if len(pick) == TRIALS else
+                  f"naive: {len(pick)} of 8 trials run (epochs {sorted(set(epochs))}), total extrapolated")
+    per_trial = sum(in_script) / len(in_script)
+    per_process = sum(process) / len(process)
+    figures = [
+        figure(f"{TRIALS} trials wall time ({n_train} imgs {size}px {arch}, frozen)", round(ours_s, 1),
+               round(naive_s, 1), None, "s", target=">= 10x", higher_is_better=False, note=note_naive),
+        figure("per-trial cost, cache warm (in-script) vs one fp32 backbone pass", round(per_trial, 2),
+               None, round(fp32_pass, 2), "s", target="<= 5% of a pass", higher_is_better=False,
+               note=f"bf16 pass {bf16_pass:.2f} s; whole trial process {per_process:.2f} s "
+                    f"(python + torch start-up); {hits}/{len(warm)} warm trials computed nothing"),
+    ]
+    figures[1]["of_bare"] = round(per_trial / fp32_pass, 3)
+    figures[1]["of_bf16_pass"] = round(per_trial / bf16_pass, 3)
+    print_table(figures, f"bench_tune ({'quick' if a.quick else 'full'}): ours = cached features, "
+                         "baseline = seed-style fp32 full forward every epoch, bare = one backbone pass")
+    print(f"   {note_naive}; per-trial/fp32 pass = {figures[1]['of_bare']:.1%}, "
+          f"per-trial/bf16 pass = {figures[1]['of_bf16_pass']:.1%}, whole trial process {per_process:.2f} s")
+    save("tune", figures, quick=a.quick, trial_epochs=epochs, naive_measured=measured)
+
+
+if __name__ == "__main__":
+    main()
