@@ -73,6 +73,16 @@ def test_failing_trial_is_recorded_and_tuning_goes_on(cli, workspace, sample_dat
     assert state["best_job"]["hyperparameters"]["optimizer"] == "adam"
 
 
+def test_early_stopping_prunes_from_live_epoch_metrics(cli, workspace, sample_data):
+    r = cli("tune", "--data", sample_data, *TINY, "--strategy", "grid", "--early-stopping",
+            "--range", "lr=0.003,0.01,80", "-H", "batch-size=16", "-H", "epochs=2", "-H", "optimizer=sgd",
+            "--max-jobs", 3, "--max-parallel-jobs", 1)
+    assert r.exit_code == 0, r.output
+    stopped = [line for line in r.output.splitlines() if line.startswith("trial 3/3")]
+    assert stopped and "Stopped" in stopped[0] and "pruned (early stopping)" in stopped[0]
+    assert _state(workspace)["best_job"]["hyperparameters"]["lr"] in (0.003, 0.01)
+
+
 def test_resume_after_ctrl_c_and_crash(cli, workspace, sample_data):
     ws = Workspace.resolve(workspace)
     tuner = LocalTuner(ws)

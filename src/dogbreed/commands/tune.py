@@ -42,8 +42,9 @@ def progress_printer(echo=click.echo):
         for t in result.trials:
             if t.status in ("Completed", "Failed", "Stopped") and t.name not in seen:
                 seen.add(t.name)
-                value = f"{result.objective_metric}={t.objective:.4f}" if t.objective is not None else (
-                    t.failure_reason or "")
+                value = f"{result.objective_metric}={t.objective:.4f}" if t.objective is not None else ""
+                if t.failure_reason and t.status != "Completed":
+                    value += f" ({t.failure_reason})"
                 best_txt = f"{best.objective:.4f} ({best.name})" if best else "-"
                 echo(f"trial {len(seen)}/{result.max_jobs} {t.status}: {t.name} {value} | best so far {best_txt}")
 
