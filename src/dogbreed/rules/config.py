@@ -24,10 +24,11 @@ DEFAULT_COLLECTIONS: dict[str, dict[str, str]] = {
 
 # SageMaker built-in rules we request, with the defaults of smdebug-rulesconfig (the values
 # the SDK sends); the local backend evaluates its own implementation of each with them.
+# LossNotDecreasing's `mode` is left empty: TRAIN steps (GLOBAL would mix in eval losses).
 RULES: dict[str, dict[str, Any]] = {
     "LossNotDecreasing": {"config": "loss_not_decreasing", "collections": ["losses"],
                           "params": {"use_losses_collection": "True", "num_steps": "10", "diff_percent": "0.1",
-                                     "increase_threshold_percent": "5", "mode": "GLOBAL"}},
+                                     "increase_threshold_percent": "5"}},
     "Overfit": {"config": "overfit", "collections": ["losses"],
                 "params": {"start_step": "0", "patience": "1", "ratio_threshold": "0.1"}},
     "VanishingGradient": {"config": "vanishing_gradient", "collections": ["gradients"],
