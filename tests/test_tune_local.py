@@ -1,12 +1,14 @@
 """`dogbreed tune` on the local backend: real hpo.py trials in subprocesses, Optuna in SQLite."""
 
 import json
+import shutil
 
 import optuna
 import pytest
 
 from dogbreed.backends.base import COMPLETED, FAILED, TuningSpec
 from dogbreed.backends.local.tuning import LocalTuner
+from dogbreed.errors import DataError
 from dogbreed.search_space import build_space
 from dogbreed.workspace import Workspace
 
@@ -83,6 +85,17 @@ def test_early_stopping_prunes_from_live_epoch_metrics(cli, workspace, sample_da
     assert _state(workspace)["best_job"]["hyperparameters"]["lr"] in (0.003, 0.01)
 
 
+def test_no_wait_runs_in_the_background_and_attach_follows(cli, workspace, sample_data):
+    r = cli("tune", "--data", sample_data, *TINY, "--no-wait", "--name", "hpo-bg", "--max-jobs", 1,
+            "--max-parallel-jobs", 1, "-H", "epochs=1", "-H", "batch-size=16", "--range", "lr=0.01")
+    assert r.exit_code == 0, r.output
+    assert "tuning job hpo-bg is running; follow it with `dogbreed tune --attach hpo-bg`" in r.output
+    r = cli("tune", "--attach", "hpo-bg")
+    assert r.exit_code == 0, r.output
+    assert "trial 1/1 Completed: hpo-bg-001" in r.output and "best: hpo-bg-001" in r.output
+    assert _state(workspace)["best_job"]["tuning_job"] == "hpo-bg"
+
+
 def test_resume_after_ctrl_c_and_crash(cli, workspace, sample_data):
     ws = Workspace.resolve(workspace)
     tuner = LocalTuner(ws)
@@ -139,7 +152,7 @@ def test_bad_input_fails_before_any_job(cli, workspace, sample_data, args, messa
     assert not (workspace / "jobs").exists() and not (workspace / "tuning").exists()
 
 
-def test_dataset_that_fails_data_check(cli, workspace, tmp_path):
+def test_dataset_that_fails_data_check(cli, workspace, tmp_path, sample_data):
     bad = tmp_path / "bad"
     for cls in ("001.A", "002.B"):
         (bad / "train" / cls).mkdir(parents=True)
@@ -150,6 +163,17 @@ def test_dataset_that_fails_data_check(cli, workspace, tmp_path):
     r = cli("tune", "--data", tmp_path / "nowhere", *TINY)
     assert r.exit_code == 1 and "does not exist" in r.output
     assert not (workspace / "jobs").exists()
+    # a dataset that passed is not decoded again, unless it changes
+    from dogbreed.backends.local.tuning import check_local_data
+
+    good = tmp_path / "good"
+    shutil.copytree(sample_data, good)
+    check_local_data(str(good), workspace / "cache")
+    assert len(list((workspace / "cache").glob("data-check-*.ok"))) == 1
+    for image in (good / "valid").glob("*/*"):
+        image.write_bytes(b"corrupt now")  # same names, new sizes: a new fingerprint
+    with pytest.raises(DataError, match="fails `dogbreed data check`"):
+        check_local_data(str(good), workspace / "cache")
 
 
 def test_resume_without_a_recorded_job(cli, workspace):

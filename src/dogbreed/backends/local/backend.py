@@ -37,7 +37,7 @@ class LocalBackend(Backend):
     def check_tuning(self, spec):
         from dogbreed.backends.local.tuning import check_local_data
 
-        check_local_data(spec.data)
+        check_local_data(spec.data, self.ws.cache_dir)
         return []
 
     def start_tuning(self, spec, *, wait=True, progress=None):

@@ -53,7 +53,6 @@ class _Active:
     job: RunningJob
     steps: int = 0
     prune_requested: bool = False
-    last_value: float | None = None
 
 
 class LocalTuner:
@@ -247,7 +246,6 @@ class LocalTuner:
             if a is None or value is None or math.isnan(value):
                 continue
             a.steps += 1
-            a.last_value = value
             a.trial.report(value, a.steps)
             if not a.prune_requested and a.trial.should_prune():
                 a.prune_requested = True
@@ -294,20 +292,34 @@ class LocalTuner:
                 self._interrupt(study, optuna.trial.Trial(study, t._trial_id))
 
 
-def check_local_data(data: str) -> None:
-    """What `dogbreed data check` checks, before any trial starts."""
+def check_local_data(data: str, cache_dir: Path | None = None) -> None:
+    """What `dogbreed data check` checks, before any trial starts. The check decodes every
+    image (half a minute for dogImages), so a pass is remembered under `cache_dir` by the
+    data's fingerprint (paths, sizes, mtimes): an unchanged dataset is not decoded again."""
     from dogbreed.data.check import check_dataset
     from dogbreed.errors import DataError
+    from dogbreed.training.data import find_root
+    from dogbreed.training.features import data_fingerprint
 
     if data.startswith("s3://"):
         raise ConfigError(f"the local backend reads a local folder, not {data}; pass --data DIR "
                           "or use --backend sagemaker")
+    marker = None
+    if cache_dir is not None and Path(data).is_dir():
+        root = find_root(data)
+        files = sorted((str(p), 0) for p in root.rglob("*") if p.is_file())
+        marker = cache_dir / f"data-check-{data_fingerprint(root, files)}.ok"
+        if marker.is_file():
+            return
     try:
         report = check_dataset(data)
     except DataError as exc:
         raise DataError(f"{data} fails `dogbreed data check`: {exc}") from None
     if not report.ok:
         raise DataError(f"{data} fails `dogbreed data check`: train/ and valid/ both need readable images")
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"root": str(report.root), "images": report.images}) + "\n")
 
 
 def suggest(trial, space: SearchSpace) -> dict:
