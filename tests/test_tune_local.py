@@ -86,7 +86,8 @@ def test_early_stopping_prunes_from_live_epoch_metrics(cli, workspace, sample_da
 
 
 def test_no_wait_runs_in_the_background_and_attach_follows(cli, workspace, sample_data):
-    r = cli("tune", "--data", sample_data, *TINY, "--no-wait", "--name", "hpo-bg", "--max-jobs", 1,
+    Workspace.resolve(workspace).update(dataset=str(sample_data))  # as `data synth` records it: the default --data
+    r = cli("tune", *TINY, "--no-wait", "--name", "hpo-bg", "--max-jobs", 1,
             "--max-parallel-jobs", 1, "-H", "epochs=1", "-H", "batch-size=16", "--range", "lr=0.01")
     assert r.exit_code == 0, r.output
     assert "tuning job hpo-bg is running; follow it with `dogbreed tune --attach hpo-bg`" in r.output

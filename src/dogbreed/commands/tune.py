@@ -154,6 +154,8 @@ def _report(app, backend, result) -> None:
     from dogbreed.tuning_report import format_table, write_report
 
     click.echo(f"tuning job {result.name} {result.status}: {len(result.finished)} trial(s)")
+    if result.status != "Completed" and result.failure_reason:
+        click.echo(f"  ({result.failure_reason})")
     for line in format_table(result):
         click.echo("  " + line)
     png, html = write_report(result, app.workspace.root / "tuning" / result.name)
