@@ -85,7 +85,8 @@ def test_from_best_with_debugger_rules_profiler_and_report(cli, workspace, sampl
 
 
 def test_learning_rate_far_too_high_is_caught(cli, workspace, sample_data):
-    r = cli("train", "--data", sample_data, "--epochs", 3, "--lr", 50, *TINY, "--no-profiler",
+    # batch 8: 10 steps per epoch, so 2 epochs give the rule a check at step 10 and at step 20
+    r = cli("train", "--data", sample_data, "--epochs", 2, "--lr", 50, *TINY, "--batch-size", 8, "--no-profiler",
             "--debug-param", "gradients.train.save_interval=1000", "--debug-param", "weights.train.save_interval=1000")
     assert r.exit_code == 0, r.output
     _, job_dir, _ = job_of(workspace)
