@@ -101,6 +101,17 @@ def test_serverless_deploy_sends_serverless_config(model_s3, workspace, cli):
     assert r.exit_code == 0 and sm.list_endpoints()["Endpoints"] == []
 
 
+def test_auto_delete_after_tags_the_endpoint_and_prints_the_reminder(model_s3, workspace, cli):
+    r = cli(*SM, "deploy", "--model-data", model_s3, "--name", "dog-ttl", "--auto-delete-after", "2h")
+    assert r.exit_code == 0, r.output
+    assert "billed until you delete it" in r.output and "dogbreed cleanup --expired --yes" in r.output
+    sm = sm_client()
+    arn = sm.describe_endpoint(EndpointName="dog-ttl")["EndpointArn"]
+    tags = sm.list_tags(ResourceArn=arn)["Tags"]
+    assert any(t["Key"] == "dogbreed:expires-at" for t in tags), tags
+    assert cli(*SM, "deploy", "--model-data", model_s3, "--auto-delete-after", "soon").exit_code != 0
+
+
 def test_sagemaker_errors_are_one_line(aws, workspace, cli):
     r = cli(*SM, "deploy", "--model-data", "s3://b/m.tar.gz", "--serverless", "--memory", 3000)
     assert r.exit_code == 1 and "--memory 3000 is not a serverless size" in r.output

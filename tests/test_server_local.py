@@ -250,6 +250,28 @@ def test_undeploy_stops_the_server_and_frees_the_port(endpoint):
     assert after.returncode == 1 and "no endpoint deployed" in after.stderr
 
 
+def test_auto_delete_after_stops_a_local_endpoint_by_itself(artifact, tmp_path):
+    import time
+
+    env = {"DOGBREED_WORKSPACE": str(tmp_path / "ws")}
+    port = free_port()
+    proc = run_dogbreed("deploy", "--model-data", artifact, "--name", "ttl", "--port", port,
+                        "--auto-delete-after", "4s", env=env, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert post(port, encode(dog(), "PNG"))[0] == 200  # serving until its lifetime ends
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                break
+        time.sleep(0.3)
+    else:
+        raise AssertionError("the endpoint outlived --auto-delete-after")
+    assert "lifetime of 4 s reached" in (tmp_path / "ws" / "endpoints" / "ttl" / "server.log").read_text()
+    listing = run_dogbreed("endpoints", env=env).stdout
+    assert "InService" not in listing
+
+
 def test_deploy_errors_are_one_line(tmp_path, workspace, cli):
     bad_tar = tmp_path / "model.tar.gz"
     with tarfile.open(bad_tar, "w:gz") as tar:

@@ -170,6 +170,7 @@ class EndpointSpec:
     memory_mb: int = 4096
     max_concurrency: int = 5
     timeout_s: float = 600.0  # how long deploy waits for the endpoint to turn healthy
+    auto_delete_after_s: int | None = None  # local: the server exits; SageMaker: expiry tag for cleanup
 
 
 @dataclass

@@ -37,9 +37,12 @@ def _recorded_model(app) -> str:
               help="SageMaker serverless: concurrent invocations.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(1, 3600), default=600, show_default=True,
               help="Seconds to wait for the endpoint to turn healthy.")
+@click.option("--auto-delete-after", default=None, metavar="DURATION",
+              help="e.g. 2h. Local: the server stops itself then. SageMaker: the endpoint is tagged to expire "
+                   "and `dogbreed cleanup --expired --yes` deletes it. [default: never]")
 @click.pass_obj
 def deploy(app, model_data, name, port, max_batch_size, max_wait_ms, instance_type, serverless, memory,
-           max_concurrency, timeout_s):
+           max_concurrency, timeout_s, auto_delete_after):
     """Deploy a trained model behind an endpoint and remember it for `predict`.
 
     \b
@@ -49,10 +52,13 @@ def deploy(app, model_data, name, port, max_batch_size, max_wait_ms, instance_ty
       dogbreed --backend sagemaker deploy --serverless --memory 4096 --max-concurrency 5
     """
     from dogbreed.backends.base import EndpointSpec
+    from dogbreed.settings import parse_duration
 
     spec = EndpointSpec(model_data=model_data or _recorded_model(app), name=name, port=port,
                         max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, instance_type=instance_type,
-                        serverless=serverless, memory_mb=memory, max_concurrency=max_concurrency, timeout_s=timeout_s)
+                        serverless=serverless, memory_mb=memory, max_concurrency=max_concurrency, timeout_s=timeout_s,
+                        auto_delete_after_s=parse_duration(auto_delete_after, "--auto-delete-after")
+                        if auto_delete_after else None)
     backend = app.backend()
     desc = backend.deploy_endpoint(spec, log=click.echo)
     app.workspace.update(endpoint={"name": desc.name, "backend": backend.name, "url": desc.url,

@@ -383,8 +383,9 @@ def make_http_server(app: ModelServer, host: str = "127.0.0.1", port: int = 8080
 
 
 def serve(model_dir, *, host: str = "127.0.0.1", port: int = 8080, entry_point=None, max_batch_size: int = 16,
-          max_wait_ms: float = 5.0, log=print) -> None:
-    """Load, listen, serve until SIGTERM/SIGINT; then close the socket and stop the model thread."""
+          max_wait_ms: float = 5.0, lifetime_s: float | None = None, log=print) -> None:
+    """Load, listen, serve until SIGTERM/SIGINT (or `lifetime_s` has passed); then close the
+    socket and stop the model thread."""
     app = ModelServer(model_dir, entry_point=entry_point, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
     try:
         httpd = make_http_server(app, host, port)
@@ -397,6 +398,10 @@ def serve(model_dir, *, host: str = "127.0.0.1", port: int = 8080, entry_point=N
         threading.Thread(target=httpd.shutdown, daemon=True).start()
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    if lifetime_s:  # deploy --auto-delete-after: the endpoint removes itself
+        expiry = threading.Timer(lifetime_s, lambda: (log(f"lifetime of {lifetime_s:g} s reached"), httpd.shutdown()))
+        expiry.daemon = True
+        expiry.start()
     log(f"model loaded in {app.load_seconds:.1f} s; serving http://{host}:{httpd.server_address[1]} "
         f"(max batch {max_batch_size}, max wait {max_wait_ms:g} ms)")
     try:
@@ -421,6 +426,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--max-batch-size", type=int, default=16, help="rows per model call (default: 16)")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long a batch waits for requests still decoding (default: 5)")
+    p.add_argument("--lifetime-s", type=float, default=None,
+                   help="shut down after this many seconds (default: run until stopped)")
     return p
 
 
@@ -428,7 +435,7 @@ def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
         serve(args.model_dir, host=args.host, port=args.port, entry_point=args.entry_point,
-              max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+              max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, lifetime_s=args.lifetime_s,
               log=lambda m: print(m, flush=True))
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

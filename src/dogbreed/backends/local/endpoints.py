@@ -147,6 +147,8 @@ class LocalEndpoints:
         url = f"http://127.0.0.1:{spec.port}"
         cmd = [sys.executable, "-m", SERVER_MODULE, str(model_dir), "--port", str(spec.port),
                "--max-batch-size", str(spec.max_batch_size), "--max-wait-ms", str(spec.max_wait_ms)]
+        if spec.auto_delete_after_s:
+            cmd += ["--lifetime-s", str(spec.auto_delete_after_s)]
         with open(folder / "server.log", "ab") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     cwd=folder, start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))

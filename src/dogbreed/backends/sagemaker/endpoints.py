@@ -59,7 +59,14 @@ def deploy(ctx: AwsContext, spec: EndpointSpec, source_dir: str, log=None) -> En
         what = f"1 x {instance}"
     if log:
         log(f"deploying {uri} to endpoint {name} on {what}; this takes several minutes")
-    model.deploy(endpoint_name=name, wait=True, **where)
+    from dogbreed import costs
+
+    tags = costs.expiry_tags(spec.auto_delete_after_s) if spec.auto_delete_after_s else None
+    model.deploy(endpoint_name=name, wait=True, tags=tags, **where)
+    if log:
+        log(costs.endpoint_reminder(name, None if spec.serverless else where["instance_type"], 1,
+                                    serverless_memory_mb=spec.memory_mb if spec.serverless else None,
+                                    auto_delete_after_s=spec.auto_delete_after_s))
     return describe(ctx, name)
 
 
