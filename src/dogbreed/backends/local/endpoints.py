@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from dogbreed.backends.base import EndpointConnection, EndpointDescription, EndpointSpec, scripts_dir
+from dogbreed.backends.local.processes import pid_alive
 from dogbreed.errors import EndpointError
 from dogbreed.serving.client import EndpointClient
 from dogbreed.workspace import Workspace, atomic_write_json
@@ -37,24 +38,8 @@ STOP_GRACE_S = 10.0
 
 
 def process_running(pid: int | None) -> bool:
-    """True for a live (not zombie) model server process with this pid; guards against pid reuse."""
-    if not pid:
-        return False
-    proc = Path(f"/proc/{pid}")
-    if proc.is_dir():
-        try:
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError):
-            return False
-        return state not in ("Z", "X") and SERVER_MODULE in cmdline
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """True for a live model server process with this pid (not a recycled pid)."""
+    return pid_alive(pid, cmdline_contains=SERVER_MODULE)
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -33,6 +33,7 @@ from dogbreed import hyperparameters as hp
 from dogbreed.backends.base import (COMPLETED, FAILED, IN_PROGRESS, STOPPED, TERMINAL, JobDescription,
                                     TrainingJobSpec, scripts_dir)
 from dogbreed.backends.local.layout import JobLayout, python_command
+from dogbreed.backends.local.processes import pid_alive
 from dogbreed.errors import DataError, JobNotFoundError
 from dogbreed.training import metrics
 from dogbreed.workspace import Workspace, atomic_write_json
@@ -48,15 +49,7 @@ def job_name(base: str) -> str:
 
 
 def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def _load_plugins():
