@@ -120,7 +120,7 @@ def test_ctrl_c_on_the_cli_marks_the_job_stopped(workspace, sample_data):
             "-H", "patience=0", "-H", "workers=0"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:
-        if line.startswith("#metric epoch="):
+        if line.startswith("epoch 1/"):
             break
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)

@@ -82,3 +82,12 @@ def test_breed_names():
     assert M.breed_name("001.Affenpinscher") == "Affenpinscher"
     assert M.breed_name("042.German_shepherd_dog") == "German shepherd dog"
     assert M.breed_name("plain") == "plain"
+
+
+def test_random_backbone_is_the_same_in_every_build_the_head_follows_the_seed():
+    torch.manual_seed(1)
+    a = M.build_model(cfg())
+    torch.manual_seed(2)
+    b = M.build_model(cfg())
+    assert torch.equal(a.backbone.conv1.weight, b.backbone.conv1.weight)
+    assert not torch.equal(a.head[0].weight, b.head[0].weight)

@@ -27,6 +27,7 @@ COMMANDS = {
     "jobs": "dogbreed.commands.jobs:jobs",
     "config": "dogbreed.commands.config:config",
     "cleanup": "dogbreed.commands.cleanup:cleanup",
+    "demo": "dogbreed.commands.demo:demo",
 }
 
 

@@ -93,4 +93,6 @@ def sagemaker_job_options(f=None, *, kind: str = "training"):
 
 
 def echo_line(line: str) -> None:
-    click.echo(line)
+    """A job's log line on the console; `#metric` lines are for the parsers (they stay in logs.txt)."""
+    if not line.startswith("#metric "):
+        click.echo(line)

@@ -20,6 +20,7 @@ or `--entry-point`; `model_fn` once, then per request `input_fn -> predict_fn ->
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -300,7 +301,10 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
-        if self.path.split("?")[0] != "/ping":
+        path = self.path.split("?")[0]
+        if path in ("/", "/index.html"):
+            return self._send(200, prediction_page(), "text/html; charset=utf-8")
+        if path != "/ping":
             return self._send_json(404, {"error": f"no such path {self.path}: use GET /ping or POST /invocations"})
         if self.app.healthy():
             return self._send_json(200, {"status": "healthy"})
@@ -370,6 +374,12 @@ class Handler(BaseHTTPRequestHandler):
             self.rfile.read(int(length))
         else:
             self.close_connection = True
+
+
+@functools.lru_cache(maxsize=1)
+def prediction_page() -> bytes:
+    """GET /: a self-contained page (no external assets) to try the endpoint in a browser."""
+    return (Path(__file__).with_name("page.html")).read_bytes()
 
 
 class _Server(ThreadingHTTPServer):

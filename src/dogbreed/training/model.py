@@ -143,9 +143,22 @@ def net_class():
     return _NET
 
 
+BACKBONE_INIT_SEED = 0
+
+
 def build_model(config: ModelConfig, weights: str | None = "none"):
-    """Build the network; `weights` is 'imagenet', 'none' or a path to a state dict."""
-    model = net_class()(config)
+    """Build the network; `weights` is 'imagenet', 'none' or a path to a state dict.
+
+    The backbone's random initialisation always uses the same seed: with `--weights none`
+    every tuning trial and the final training see the same (random) backbone, so tuned
+    hyperparameters and cached features stay valid. The head follows the caller's seed.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(BACKBONE_INIT_SEED)
+        model = net_class()(config)
+    model.head = _build_head(config)
     if weights and weights != "none":
         state = load_backbone_weights(config.arch, weights)
         missing, unexpected = model.backbone.load_state_dict(state, strict=False)
