@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 # pulls a different (multi-GB) build from the registry.
 TORCH   := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test test-fast bench bench-quick clean
+.PHONY: install browser-deps demo test test-fast bench bench-quick clean
 
 install: $(STAMP)
 
@@ -17,10 +17,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]' $(TORCH)
 	touch $(STAMP)
 
+# Debian's Chromium for the browser tests; where it cannot be installed they skip, saying why.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "note: Chromium could not be installed; tests/test_browser.py will be skipped"
+
 demo: $(STAMP)
 	$(BIN)/dogbreed demo
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
