@@ -150,3 +150,29 @@ def test_killed_job_restarts_from_its_last_checkpoint(runner, sample_data):
     assert 1.0 not in resumed.metric_series["epoch"]  # epoch 1 was not trained again
     with pytest.raises(Exception, match="already Completed"):
         runner.restart(running.name)
+
+
+def test_train_resume_on_the_cli_continues_a_killed_job(workspace, sample_data, dogbreed_cmd):
+    env = {"DOGBREED_WORKSPACE": str(workspace)}
+    args = ["train", "--data", sample_data, "--arch", "resnet18", "--weights", "none", "--image-size", "48",
+            "--epochs", "3", "--no-debugger", "--no-profiler", "-H", "patience=0", "-H", "workers=0"]
+    proc = subprocess.Popen([sys.executable, "-m", "dogbreed", *map(str, args)],
+                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    runner = LocalJobRunner(Workspace.resolve(workspace))
+    for line in proc.stdout:
+        if line.startswith("epoch 1/"):
+            break
+    (job,) = runner.list()
+    ckpt = runner.layout(job.name).checkpoint_dir / "checkpoint.pth"
+    deadline = time.time() + 60
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(job.pid, signal.SIGKILL)  # the training process dies mid-run (OOM killer, say)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 1
+    assert f"dogbreed train --resume {job.name}" in out
+    resumed = dogbreed_cmd("train", "--resume", env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resumed from" in resumed.stdout and "Completed" in resumed.stdout
+    assert runner.describe(job.name).status == COMPLETED
+    assert json.loads((workspace / "state.json").read_text())["model_data"]["job"] == job.name

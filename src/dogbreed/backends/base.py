@@ -222,6 +222,10 @@ class Backend(abc.ABC):
     def list_jobs(self, limit: int = 50) -> list[JobDescription]:
         """Recent jobs, newest first."""
 
+    @abc.abstractmethod
+    def resume_training_job(self, name: str, *, log: LogSink | None = None) -> JobDescription:
+        """Run a Failed/Stopped job again from its last checkpoint; returns when it ends."""
+
     # -- tuning ----------------------------------------------------------------------------
     @abc.abstractmethod
     def check_tuning(self, spec: TuningSpec) -> list[str]:

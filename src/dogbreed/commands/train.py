@@ -110,9 +110,12 @@ def echo_rules(job) -> None:
 @click.option("--status", "status_of", is_flag=False, flag_value="", default=None, metavar="[JOB]",
               help="Show a training job's status and rule evaluation statuses instead of training "
                    "(default JOB: the last training job).")
+@click.option("--resume", "resume_of", is_flag=False, flag_value="", default=None, metavar="[JOB]",
+              help="Local: run a Failed/Stopped training job again in its folder, continuing from its last "
+                   "checkpoint (default JOB: the last training job).")
 @click.pass_obj
 def train(app, data, from_best, from_job, lr, batch_size, epochs, arch, weights, image_size, freeze, extra_hps,
-          processes, debugger, profiler, debug_params, rule_params, profiler_interval, wait, status_of):
+          processes, debugger, profiler, debug_params, rule_params, profiler_interval, wait, status_of, resume_of):
     """Train the model on train/, validate on valid/, evaluate once on test/, with the
     debugger hook, rules and profiler (SageMaker's, or their local equivalents).
 
@@ -121,12 +124,21 @@ def train(app, data, from_best, from_job, lr, batch_size, epochs, arch, weights,
       dogbreed train --from-best                       # the tuned configuration
       dogbreed train --data data/sample --arch resnet18 --weights none --image-size 64 --epochs 3
       dogbreed train --status                          # rule statuses of the last training job
+      dogbreed train --resume                          # continue a killed job from its checkpoint
     """
-    from dogbreed.backends.base import COMPLETED, TrainingJobSpec
-    from dogbreed.errors import JobFailedError
+    from dogbreed.backends.base import TrainingJobSpec
 
     if status_of is not None:
         show_status(app, status_of or None)
+        return
+    if resume_of is not None:
+        name, backend_name = resume_of or None, None
+        if name is None:
+            last = app.workspace.require("last_training_job", "run `dogbreed train` first, or pass --resume JOB")
+            name, backend_name = last["name"], last.get("backend")
+        backend = app.backend(backend_name)
+        click.echo(f"resuming {name} from its last checkpoint")
+        finish(app, backend, backend.resume_training_job(name, log=echo_line), wait=True)
         return
     hps, source = starting_hyperparameters(app, from_best, from_job)
     hps.update(collect_static(arch, weights, image_size, freeze, extra_hps, ENTRY_POINT))
@@ -139,13 +151,21 @@ def train(app, data, from_best, from_job, lr, batch_size, epochs, arch, weights,
     backend = app.backend()
     extra = instrument(app, backend, spec, debugger=debugger, profiler=profiler, debug_params=debug_params,
                        rule_params=parse_rule_params(rule_params), interval_ms=int(profiler_interval))
-    job = backend.run_training_job(spec, wait=wait, log=echo_line, **extra)
+    finish(app, backend, backend.run_training_job(spec, wait=wait, log=echo_line, **extra), wait)
+
+
+def finish(app, backend, job, wait: bool) -> None:
+    """Record the job (and its model, when it Completed) in the workspace; print the outcome."""
+    from dogbreed.backends.base import COMPLETED
+    from dogbreed.errors import JobFailedError
+
     app.workspace.update(last_training_job={"name": job.name, "backend": backend.name})
     if not wait:
         click.echo(f"started {job.name}; follow it with `dogbreed train --status {job.name}`")
         return
     if job.status != COMPLETED:
-        raise JobFailedError(f"training job {job.name} {job.status}: {job.failure_reason}")
+        hint = f"; continue it with `dogbreed train --resume {job.name}`" if backend.name == "local" else ""
+        raise JobFailedError(f"training job {job.name} {job.status}: {job.failure_reason}{hint}")
     app.workspace.update(model_data={"uri": job.model_data, "job": job.name, "backend": backend.name})
     m = job.metrics
     summary = " ".join(f"{k}={m[k]:.4f}" for k in ("valid_loss", "test_loss", "test_acc", "test_top5") if k in m)

@@ -27,6 +27,9 @@ class LocalBackend(Backend):
     def list_jobs(self, limit: int = 50) -> list[JobDescription]:
         return self.runner.list(limit)
 
+    def resume_training_job(self, name: str, *, log=None) -> JobDescription:
+        return self.runner.restart(name, log)
+
     # -- tuning (dogbreed.backends.local.tuning) --------------------------------------------
     @property
     def tuner(self):

@@ -179,6 +179,11 @@ class LocalJobRunner:
             raise ConfigError(f"job {name} already Completed; nothing to resume")
         if desc.status == IN_PROGRESS:
             raise ConfigError(f"job {name} is still running (pid {desc.extra.get('runner_pid')}); stop it first")
+        if pid_alive(desc.pid, cmdline_contains=desc.entry_point):  # orphaned by a runner that died
+            try:
+                os.killpg(desc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         desc.status, desc.ended, desc.failure_reason, desc.model_data = IN_PROGRESS, None, None, None
         desc.extra["restarts"] = desc.extra.get("restarts", 0) + 1
         self._write(desc)

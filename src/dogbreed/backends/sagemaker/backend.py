@@ -35,6 +35,14 @@ class SageMakerBackend(Backend):
     def list_jobs(self, limit: int = 50) -> list[JobDescription]:
         return training.list_jobs(self.ctx, limit)
 
+    def resume_training_job(self, name: str, *, log=None) -> JobDescription:
+        from dogbreed.errors import ConfigError
+
+        # A SageMaker job cannot run twice; interruptions are handled inside the job instead:
+        # with --spot, SageMaker restarts it and train_model.py resumes from /opt/ml/checkpoints.
+        raise ConfigError(f"SageMaker jobs cannot be restarted ({name}); train with --spot to get checkpointed, "
+                          "automatically resumed jobs, or start a new job")
+
     # -- tuning (dogbreed.backends.sagemaker.tuning) -----------------------------------------
     def check_tuning(self, spec):
         from dogbreed.backends.sagemaker import tuning
