@@ -36,6 +36,29 @@ def sample_data(tmp_path_factory) -> Path:
     return out
 
 
+TINY_CLASSES = tuple(f"00{i}.Breed_{i}" for i in range(1, 6))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_tar(tmp_path_factory) -> Path:
+    """A model.tar.gz laid out like training writes it: resnet18, 48 px, 5 breeds, random weights."""
+    import tarfile
+
+    import torch
+
+    from dogbreed.training.model import ModelConfig, build_model, save_artifacts
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("artifact")
+    save_artifacts(build_model(ModelConfig(num_classes=5, arch="resnet18", image_size=48, classes=TINY_CLASSES)),
+                   root / "model")
+    tar_path = root / "model.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for f in sorted((root / "model").iterdir()):
+            tar.add(f, arcname=f.name)
+    return tar_path
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch) -> Path:
     """An empty workspace for this test; every CLI call and backend in the test uses it."""

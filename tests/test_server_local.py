@@ -22,8 +22,6 @@ from PIL import Image
 from tests.conftest import run_dogbreed
 from tests.test_handler import encode, png_declaring
 
-CLASSES = tuple(f"00{i}.Breed_{i}" for i in range(1, 6))
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -40,21 +38,8 @@ def dog(seed: int = 1, size=(120, 90)) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory) -> Path:
-    """A model.tar.gz laid out like training writes it: resnet18, 48 px, 5 breeds, random weights."""
-    import torch
-
-    from dogbreed.training.model import ModelConfig, build_model, save_artifacts
-
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("artifact")
-    save_artifacts(build_model(ModelConfig(num_classes=5, arch="resnet18", image_size=48, classes=CLASSES)),
-                   root / "model")
-    tar_path = root / "model.tar.gz"
-    with tarfile.open(tar_path, "w:gz") as tar:
-        for f in sorted((root / "model").iterdir()):
-            tar.add(f, arcname=f.name)
-    return tar_path
+def artifact(tiny_model_tar) -> Path:
+    return tiny_model_tar
 
 
 @pytest.fixture(scope="module")

@@ -138,6 +138,8 @@ def predict(app, images, top_k, as_json, raw, endpoint_name):
                                                  else {"predictions": doc["predictions"][0]})}
             except EndpointError as exc:
                 if "cannot reach" in str(exc) or "closed the connection" in str(exc):
+                    if url is not None:  # we took the recorded URL on trust: now ask why it is down
+                        backend.connect_endpoint(name).close()
                     raise
                 failed += 1
                 result = {"image": str(path), "error": str(exc)}

@@ -244,7 +244,9 @@ def prepare_model_dir(model_data: str, dest: Path) -> Path:
             with tarfile.open(path, "r:*") as tar:
                 tar.extractall(dest, filter="data")  # refuses absolute paths, .., devices, outside links
         except (tarfile.TarError, OSError) as exc:
-            raise EndpointError(f"cannot extract {path}: {exc}; pass a model.tar.gz written by `dogbreed train`")
+            reason = str(exc).splitlines()[0].rstrip(":")  # tarfile lists every method it tried
+            raise EndpointError(f"cannot extract {path} ({reason}): it is not a readable tar.gz; "
+                                "pass a model.tar.gz written by `dogbreed train`") from None
     else:
         raise EndpointError(f"model data {path} does not exist: pass --model-data PATH or train first")
     if not (dest / CONFIG_FILE).is_file():
