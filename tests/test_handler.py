@@ -210,7 +210,7 @@ def test_batcher_merges_concurrent_requests_and_survives_errors():
         time.sleep(0.05)
         return x * 2
 
-    b = Batcher(predict, max_batch_size=4, max_wait_ms=200).start()
+    b = Batcher(predict, max_batch_size=4, max_wait_ms=5000).start()  # fires once nothing is decoding
     try:
         b.decoding(+3)  # three requests still decoding: the first batch waits for them
         first = b.submit(torch.ones(1, 1))
