@@ -105,3 +105,27 @@ def test_collection_overrides_and_bad_ones():
         config.collections(["weights=5"])
     with pytest.raises(ConfigError, match="one SageMaker accepts"):
         config.profiler_config(300)
+
+
+FROZEN_RUN = HOOK_RUN.replace(
+    "model, loss_fn = nn.Linear(4, 3), nn.CrossEntropyLoss()",
+    "model, loss_fn = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 3)), nn.CrossEntropyLoss()\n"
+    "model[0].weight.requires_grad_(False); model[0].bias.requires_grad_(False)")
+
+
+def test_frozen_parameters_are_not_saved(tmp_path):
+    """A frozen backbone never changes: only trainable weights and biases are written."""
+    cfg = tmp_path / "debughookconfig.json"
+    cfg.write_text(json.dumps(config.hook_config(str(tmp_path / "tensors"), config.collections())))
+    env = {"SMDEBUG_CONFIG_FILE_PATH": str(cfg), "TRAINING_JOB_NAME": "t", "PATH": "/usr/bin:/bin",
+           "SMDEBUG_LOG_LEVEL": "error"}
+    out = subprocess.run([sys.executable, "-c", FROZEN_RUN], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+    from smdebug.trials import create_trial
+
+    (tmp_path / "tensors" / "training_job_end.ts").write_text("0")
+    trial = create_trial(str(tmp_path / "tensors"))
+    assert trial.tensor_names(collection="weights") == ["Sequential_1.weight"]
+    assert trial.tensor_names(collection="biases") == ["Sequential_1.bias"]
+    assert trial.tensor_names(collection="losses")  # the loss is still saved every step

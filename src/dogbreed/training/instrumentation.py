@@ -47,6 +47,23 @@ class DebuggerHook(NullInstrumentation):
     def attach(self, model, loss_fn) -> None:
         self.hook.register_module(model)
         self.hook.register_loss(loss_fn)
+        self._skip_frozen_parameters(model)
+
+    def _skip_frozen_parameters(self, model) -> None:
+        """With a frozen backbone, save only the parameters training changes: the frozen ones
+        are the same at every step (a resnet50 backbone is ~100 MB per save)."""
+        import re
+
+        params = list(model.named_parameters())
+        trainable = [name for name, p in params if p.requires_grad]
+        if len(trainable) == len(params):
+            return
+        prefix = re.escape(model._get_name() + "_")  # smdebug names parameters <Module>_<name>
+        for key, suffix in (("weights", "weight"), ("biases", "bias")):
+            coll = self.hook.collection_manager.collections.get(key)
+            names = [re.escape(n) for n in trainable if n.endswith(suffix)]
+            if coll is not None:  # an empty alternation would match everything: (?!) matches nothing
+                coll.include_regex = [f"^{prefix}(?:{'|'.join(names)})$" if names else "(?!)"]
 
     def set_mode(self, mode: str) -> None:
         self.hook.set_mode(self.modes.TRAIN if mode == "train" else self.modes.EVAL)
