@@ -68,7 +68,7 @@ def test_failing_trial_is_recorded_and_tuning_goes_on(cli, workspace, sample_dat
     r = cli("tune", "--data", sample_data, *TINY, "--strategy", "grid", "--range", "optimizer=adam,bogus",
             "-H", "lr=0.01", "-H", "batch-size=16", "-H", "epochs=1", "--max-jobs", 5, "--max-parallel-jobs", 1)
     assert r.exit_code == 0, r.output
-    assert "2 trial(s)" in r.output  # grid: capped at the grid's size
+    assert "2 trial(s), 1 at a time, grid" in r.output  # capped at the grid's size
     failed = [line for line in r.output.splitlines() if "Failed" in line]
     assert failed and "invalid choice: 'bogus'" in failed[0]
     state = _state(workspace)

@@ -145,6 +145,9 @@ def _build_spec(app, data, max_jobs, max_parallel_jobs, strategy, arch, weights,
     space = build_space(range_args=ranges, space_file=space_file, static=static, objective=objective,
                         known=hp.known_script_hyperparameters("hpo.py"), strategy=strategy)
     check_strategy(strategy, space, max_jobs, max_parallel_jobs)
+    if strategy == "grid":  # no more trials than grid points
+        max_jobs = min(max_jobs, space.for_grid().grid_size())
+        max_parallel_jobs = min(max_parallel_jobs, max_jobs)
     return TuningSpec(data=resolve_data(app, data), static_hyperparameters=static, space=space, strategy=strategy,
                       max_jobs=max_jobs, max_parallel_jobs=max_parallel_jobs, early_stopping=early_stopping,
                       name=name or default_name(), seed=seed)
