@@ -289,10 +289,13 @@ def failure_reason(layout: JobLayout, rc: int) -> str:
 
 
 def pack_model(layout: JobLayout) -> Path:
-    """model/ -> output/model.tar.gz with files at the archive root, as SageMaker does."""
+    """model/ -> output/model.tar.gz with files at the archive root, as SageMaker does.
+
+    gzip level 0 (stored): float weights barely compress, and compressing 100 MB of ResNet50
+    cost ~2 s per tuning trial."""
     out = layout.model_tar
     tmp = out.with_name(out.name + ".tmp")
-    with tarfile.open(tmp, "w:gz", compresslevel=1) as tar:
+    with tarfile.open(tmp, "w:gz", compresslevel=0) as tar:
         for path in sorted(layout.model_dir.rglob("*")):
             if path.is_file():
                 tar.add(path, arcname=str(path.relative_to(layout.model_dir)))
