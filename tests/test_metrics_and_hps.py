@@ -82,3 +82,9 @@ def test_assignments_and_name_check():
     hp.check_names({"lr": 1, "weight-decay": 0})
     with pytest.raises(ConfigError, match="unknown hyperparameter.*learning-rate"):
         hp.check_names({"learning-rate": 1})
+
+
+def test_tuner_values_come_back_plain():
+    assert hp.plain_value('"64"') == 64 and hp.plain_value('"\\"64\\""') == 64
+    assert hp.plain_value('"adam"') == "adam" and hp.plain_value("adam") == "adam"
+    assert hp.plain_value("0.01") == 0.01 and hp.plain_value(3) == 3

@@ -34,6 +34,20 @@ def decode(raw: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def plain_value(value: Any) -> Any:
+    """A tuner's categorical value as a plain one: SageMaker hands them back JSON-quoted,
+    sometimes twice ('"64"' -> 64); strings that are not numbers or booleans stay strings."""
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(parsed, str):
+            return plain_value(parsed) if parsed != value else value
+        return parsed if isinstance(parsed, (int, float, bool)) else value
+    return value
+
+
 def _arg_value(value: Any) -> str:
     if isinstance(value, dict):
         return ",".join(f"{k}={v}" for k, v in value.items())

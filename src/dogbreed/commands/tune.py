@@ -9,6 +9,7 @@ import click
 
 from dogbreed.commands.options import (collect_static, data_option, resolve_data, sagemaker_job_options,
                                        static_hyperparameter_options)
+from dogbreed.hyperparameters import plain_value
 
 STRATEGY_CHOICES = ["bayesian", "random", "grid", "hyperband"]
 # SageMaker's HyperParameterTuningJobName rule, applied on both backends so names travel.
@@ -19,19 +20,6 @@ def default_name() -> str:
     import secrets
 
     return f"dbhpo-{time.strftime('%y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-
-
-def plain(value):
-    """SageMaker hands categorical values back JSON-quoted ('"64"'): numbers become numbers."""
-    import json
-
-    if isinstance(value, str):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            return value
-        return parsed if isinstance(parsed, (int, float, bool)) else value
-    return value
 
 
 def progress_printer(echo=click.echo):
@@ -166,10 +154,10 @@ def _report(app, backend, result) -> None:
     if result.best is None:
         return
     best_job = backend.describe_job(result.best.name)
-    hps = {k: plain(v) for k, v in best_job.hyperparameters.items()}
+    hps = {k: plain_value(v) for k, v in best_job.hyperparameters.items()}
     app.workspace.update(best_job={
         "name": result.best.name, "backend": backend.name, "tuning_job": result.name, "hyperparameters": hps,
         "objective": {"metric": result.objective_metric, "value": result.best.objective}})
     click.echo(f"best: {result.best.name} {result.objective_metric}={result.best.objective:.4f} "
-               + " ".join(f"{k}={plain(v)}" for k, v in sorted(result.best.hyperparameters.items())))
+               + " ".join(f"{k}={plain_value(v)}" for k, v in sorted(result.best.hyperparameters.items())))
     click.echo("next: dogbreed train --from-best")

@@ -7,29 +7,17 @@ the local tuner uses). Categorical values travel as strings and come back JSON-q
 
 from __future__ import annotations
 
-import json
 
 from dogbreed.backends.base import IN_PROGRESS, TrainingJobSpec, TrialResult, TuningResult, TuningSpec
 from dogbreed.backends.sagemaker import training
 from dogbreed.backends.sagemaker.session import AwsContext
 from dogbreed.errors import JobNotFoundError
+from dogbreed.hyperparameters import plain_value
 from dogbreed.search_space import Categorical, Continuous, Integer, SearchSpace
 
 STRATEGIES = {"bayesian": "Bayesian", "random": "Random", "grid": "Grid", "hyperband": "Hyperband"}
 SCRIPT_DEFAULT_EPOCHS = 5  # hpo.py's --epochs default: Hyperband's max resource when epochs is not set
 POLL_S = 30.0
-
-
-def _plain(value):
-    if isinstance(value, str):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            return value
-        if isinstance(parsed, str):
-            return _plain(parsed)
-        return parsed if isinstance(parsed, (int, float, bool)) else value
-    return value
 
 
 def sdk_ranges(space: SearchSpace) -> dict:
@@ -107,7 +95,7 @@ def _trial(summary: dict) -> TrialResult:
     started, ended = _ts(summary.get("TrainingStartTime")), _ts(summary.get("TrainingEndTime"))
     return TrialResult(
         name=summary["TrainingJobName"], status=summary["TrainingJobStatus"],
-        hyperparameters={k: _plain(v) for k, v in (summary.get("TunedHyperParameters") or {}).items()},
+        hyperparameters={k: plain_value(v) for k, v in (summary.get("TunedHyperParameters") or {}).items()},
         objective=objective, duration_s=(ended - started) if started and ended else None,
         failure_reason=summary.get("FailureReason"))
 
