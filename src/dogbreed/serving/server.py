@@ -281,6 +281,9 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse one connection
     server_version = "dogbreed-model-server"
     timeout = REQUEST_TIMEOUT_S  # a client that stalls mid-body (or idles) cannot hold a thread forever
+    # Headers and body go out in separate writes: with Nagle's algorithm on, the body waits for
+    # the client's delayed ACK (~40 ms on Linux) on every keep-alive request.
+    disable_nagle_algorithm = True
     app: ModelServer  # set on the subclass made by make_http_server
 
     def log_message(self, fmt, *args):  # one line per error only; access logs would cost CPU
