@@ -25,6 +25,8 @@ os.environ.setdefault("SMDEBUG_LOG_LEVEL", "error")
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer images and rounds (< 60 s)")
+    p.add_argument("--freeze", default="head", choices=["head", "layer4", "none"],
+                   help="freeze policy (default: head, the training default; none saves every weight)")
     a = p.parse_args(argv)
     per_class, rounds, size = (8, 2, 48) if a.quick else (48, 5, 96)
 
@@ -49,12 +51,13 @@ def main(argv=None):
     ds = data.dataset("train", ClassificationPresetTrain(crop_size=size))
     loader = make_loader(ds, batch_size=16, shuffle=True, workers=0, seed=0)
     precision = select_precision("cpu", "off", 0)
-    cfg = ModelConfig(num_classes=5, arch="resnet18", head="mlp", hidden_units=256, dropout=0.2, freeze="none",
+    cfg = ModelConfig(num_classes=5, arch="resnet18", head="mlp", hidden_units=256, dropout=0.2, freeze=a.freeze,
                       image_size=size, classes=tuple(data.classes))
 
     def setup():
         model = build_model(cfg, "none")
-        return model, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=1e-3)
+        return model, nn.CrossEntropyLoss(), torch.optim.Adam([q for q in model.parameters() if q.requires_grad],
+                                                              lr=1e-3)
 
     # ours: the hook from the hook config the local backend writes, + step recorder + sampler
     hook_cfg = tmp / "debughookconfig.json"
@@ -100,7 +103,7 @@ def main(argv=None):
     ours, base, bare = (median(times[k]) for k in ("ours", "base", "bare"))
     steps = len(loader)
     saved = sum(f.stat().st_size for f in (tmp / "tensors").rglob("*") if f.is_file())
-    figs = [figure(f"train epoch, resnet18 {size}px, {steps} steps of 16", round(ours, 3), round(base, 3),
+    figs = [figure(f"debugger+profiler: train epoch, resnet18 {size}px freeze={a.freeze}, {steps} steps", round(ours, 3), round(base, 3),
                    round(bare, 3), "s", target="overhead <= 10% (ours/baseline <= 1.10)", higher_is_better=False,
                    note=f"overhead {100 * (ours / base - 1):.1f}%; tensors saved {saved / 1e6:.0f} MB")]
     print_table(figs, "debugger + profiler overhead (median of %d alternating rounds)" % rounds)

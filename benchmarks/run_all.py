@@ -26,6 +26,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller versions (the whole set in a few minutes)")
     p.add_argument("--only", default="", help="comma-separated topics, e.g. training,cli")
+    p.add_argument("--collect", action="store_true",
+                   help="run nothing: merge the latest benchmarks/out/*.json (e.g. after running some in full)")
     a = p.parse_args(argv)
     scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
     if a.only:
@@ -34,11 +36,16 @@ def main(argv=None):
     figures, failures = [], []
     for script in scripts:
         topic = script.stem[len("bench_"):]
+        out = OUT / f"{topic}.json"
+        if a.collect:
+            if out.is_file():
+                doc = json.loads(out.read_text())
+                figures += [{**f, "topic": topic, "measured": doc.get("when")} for f in doc["figures"]]
+            continue
         print(f"== {topic} ==", flush=True)
         t = time.perf_counter()
         proc = subprocess.run([sys.executable, str(script), *(["--quick"] if a.quick else [])])
         took = time.perf_counter() - t
-        out = OUT / f"{topic}.json"
         if proc.returncode != 0 or not out.is_file():
             failures.append(f"{topic} (exit {proc.returncode})")
             continue
@@ -46,9 +53,10 @@ def main(argv=None):
         for f in doc["figures"]:
             figures.append({**f, "topic": topic})
         print(f"   ({took:.0f} s)", flush=True)
-    print_table(figures, f"dogbreed benchmarks ({'quick' if a.quick else 'full'}) on {machine()}")
+    kind = "collected" if a.collect else "quick" if a.quick else "full"
+    print_table(figures, f"dogbreed benchmarks ({kind}) on {machine()}")
     RESULTS.write_text(json.dumps({"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                   "quick": a.quick, "figures": figures, "failed": failures}, indent=2) + "\n")
+                                   "kind": kind, "figures": figures, "failed": failures}, indent=2) + "\n")
     print(f"\nwrote {RESULTS.relative_to(ROOT)}")
     if failures:
         print("failed: " + ", ".join(failures))
