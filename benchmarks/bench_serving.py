@@ -118,6 +118,11 @@ def start(cmd: list[str], port: int) -> subprocess.Popen:
     raise SystemExit("server did not start")
 
 
+def pct(values, q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
 def burst(port: int, images: list[bytes], seconds: float, clients: int) -> tuple[float, list[float]]:
     """Closed-loop clients for `seconds`; returns (images/s, per-request latencies)."""
     stop = time.perf_counter() + seconds
@@ -233,11 +238,13 @@ def main(argv=None):
               + ", ".join(f"{k} {v:.1f} img/s" for k, v in bare.best_throughput.items()) + f" -> {best.describe()}")
         burst(ours_port, images, 0.5, CLIENTS)  # warm-up
         burst(seed_port, images, 0.5, 1)
-        rows = []
+        rows, lat8_ours, lat8_seed = [], [], []
         for r in range(rounds):
-            ours, _ = burst(ours_port, images, secs, CLIENTS)
+            ours, lat = burst(ours_port, images, secs, CLIENTS)
+            lat8_ours += lat
             bare_tp = bare.throughput(secs)
-            seed, _ = burst(seed_port, images, secs, CLIENTS)
+            seed, lat = burst(seed_port, images, secs, CLIENTS)
+            lat8_seed += lat
             rows.append((ours, bare_tp, seed))
             print(f"round {r + 1}: ours {ours:.1f} img/s, bare {bare_tp:.1f}, seed-style {seed:.1f}", flush=True)
         lat_ours, lat_bare = [], []
@@ -253,6 +260,12 @@ def main(argv=None):
                    None, "img/s", target=">= 2.5x seed"),
             figure("p50 latency, 1 client", med(lat_ours) * 1000, None, med(lat_bare) * 1000, "ms",
                    target="<= 1.25x bare", higher_is_better=False),
+            figure("p99 latency, 1 client", pct(lat_ours, 99) * 1000, None, pct(lat_bare, 99) * 1000, "ms",
+                   higher_is_better=False),
+            figure("p50 latency, 8 clients", med(lat8_ours) * 1000, med(lat8_seed) * 1000, None, "ms",
+                   higher_is_better=False, note="baseline = seed-style handler"),
+            figure("p99 latency, 8 clients", pct(lat8_ours, 99) * 1000, pct(lat8_seed, 99) * 1000, None, "ms",
+                   higher_is_better=False, note="baseline = seed-style handler"),
         ]
         figures[0]["median_round_ratio_of_bare"] = round(med(r[0] / r[1] for r in rows), 3)
         figures[1]["median_round_ratio"] = round(med(r[0] / r[2] for r in rows), 3)

@@ -216,8 +216,7 @@ def test_batcher_merges_concurrent_requests_and_survives_errors():
         first = b.submit(torch.ones(1, 1))
         later = []
         for v in (2.0, 3.0, 4.0):
-            b.decoding(-1)
-            later.append(b.submit(torch.full((1, 1), v)))
+            later.append(b.submit(torch.full((1, 1), v), was_decoding=True))
         for p in [first, *later]:
             assert p.done.wait(5)
         assert calls[0] == 4 and [float(p.result) for p in [first, *later]] == [2, 4, 6, 8]

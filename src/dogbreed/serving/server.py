@@ -147,13 +147,18 @@ class Batcher:
             self._decoding += delta
             self._cond.notify_all()
 
-    def submit(self, data) -> Pending:
+    def submit(self, data, *, was_decoding: bool = False) -> Pending:
+        """Queue `data`; `was_decoding` ends this request's `decoding(+1)` in the same step, so
+        the model thread never sees "nothing decoding" while the rows are not yet queued."""
         import torch
 
         rows = int(data.shape[0]) if isinstance(data, torch.Tensor) and data.dim() > 0 else None
         item = Pending(data, rows)
         with self._cond:
+            if was_decoding:
+                self._decoding -= 1
             if self._stopping:
+                self._cond.notify_all()
                 raise RuntimeError("the server is shutting down")
             self._queue.append(item)
             self._cond.notify_all()
@@ -248,9 +253,10 @@ class ModelServer:
         self.batcher.decoding(+1)
         try:
             data = m.input_fn(body, content_type)
-        finally:
+        except BaseException:
             self.batcher.decoding(-1)
-        job = self.batcher.submit(data)
+            raise
+        job = self.batcher.submit(data, was_decoding=True)
         prediction = self._wait(job)
         return _encode(m.output_fn(prediction, accept), accept) + (job.batch_rows,)
 
