@@ -48,10 +48,6 @@ def job_name(base: str) -> str:
     return f"{base[:40]}-{stamp}-{secrets.token_hex(2)}"
 
 
-def _pid_alive(pid: int | None) -> bool:
-    return pid_alive(pid)
-
-
 def _load_plugins():
     out = []
     for path in PLUGINS:
@@ -112,7 +108,7 @@ class LocalJobRunner:
             desc = JobDescription.from_dict(json.loads(path.read_text()))
         except FileNotFoundError:
             raise JobNotFoundError(f"no local job named {name!r} in {self.ws.jobs_dir}; `dogbreed jobs` lists them") from None
-        if desc.status == IN_PROGRESS and desc.extra.get("runner_pid") and not _pid_alive(desc.extra["runner_pid"]):
+        if desc.status == IN_PROGRESS and desc.extra.get("runner_pid") and not pid_alive(desc.extra["runner_pid"]):
             desc.status, desc.ended = FAILED, desc.ended or time.time()
             desc.failure_reason = "the process running this job died (killed or machine restarted)"
         return desc

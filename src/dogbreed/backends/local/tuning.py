@@ -28,7 +28,8 @@ from pathlib import Path
 
 from dogbreed.backends.base import (COMPLETED, FAILED, IN_PROGRESS, STOPPED, TrainingJobSpec, TrialResult,
                                     TuningProgress, TuningResult, TuningSpec)
-from dogbreed.backends.local.jobs import LocalJobRunner, RunningJob, _pid_alive, job_name
+from dogbreed.backends.local.jobs import LocalJobRunner, RunningJob, job_name
+from dogbreed.backends.local.processes import pid_alive
 from dogbreed.errors import ConfigError, JobNotFoundError
 from dogbreed.search_space import Categorical, Continuous, Integer, SearchSpace
 from dogbreed.training import metrics
@@ -150,7 +151,7 @@ class LocalTuner:
             reason = t.user_attrs.get("failure_reason") or ("pruned (early stopping)" if status == STOPPED else None)
             trials.append(TrialResult(job, status, dict(t.params), value, duration, reason))
         status, reason = record["status"], record.get("failure_reason")
-        if status == IN_PROGRESS and not _pid_alive(record.get("driver_pid")):
+        if status == IN_PROGRESS and not pid_alive(record.get("driver_pid")):
             status, reason = STOPPED, f"the tuning process stopped; `dogbreed tune --resume {name}` continues it"
         completed = [t for t in trials if t.status == COMPLETED and t.objective is not None]
         best = min(completed, key=lambda t: space.objective.sort_key(t.objective)) if completed else None
@@ -172,7 +173,7 @@ class LocalTuner:
         """Run trials until max_jobs have finished; resumable (see module docstring)."""
         record = self._read(name)
         pid = record.get("driver_pid")
-        if pid and pid != os.getpid() and _pid_alive(pid) and record["status"] == IN_PROGRESS:
+        if pid and pid != os.getpid() and pid_alive(pid) and record["status"] == IN_PROGRESS:
             raise ConfigError(f"tuning job {name} is running in process {pid}; follow it with "
                               f"`dogbreed tune --attach {name}`")
         record = self._update(name, driver_pid=os.getpid(), status=IN_PROGRESS, failure_reason=None)
