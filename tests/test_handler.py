@@ -168,6 +168,49 @@ def test_input_fn_preprocesses_exactly_like_validation(loaded):
     assert batch.shape == (1, 3, 48, 48) and torch.equal(batch[0], expected)
 
 
+def test_eval_preset_matches_torchvision_to_tensor_and_normalize_bit_for_bit():
+    import torch
+    from torchvision import transforms as T
+
+    from dogbreed.training.presets import IMAGENET_MEAN, IMAGENET_STD, ClassificationPresetEval, resize_size
+
+    for size, shape in [(48, (90, 70)), (112, (50, 300)), (64, (64, 64))]:
+        reference = T.Compose([T.Resize(resize_size(size), antialias=True), T.CenterCrop(size), T.ToTensor(),
+                               T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        im = Image.effect_noise(shape, 60).convert("RGB")
+        ours = ClassificationPresetEval(crop_size=size)(im)
+        assert ours.dtype == torch.float32 and ours.is_contiguous() and torch.equal(ours, reference(im))
+
+
+def test_model_fn_predict_fn_and_transform_fn_run_on_one_model_thread(tmp_path):
+    from dogbreed.serving.server import ModelServer
+
+    script = tmp_path / "code.py"
+    script.write_text(
+        "import threading, torch\n"
+        "seen = {}\n"
+        "def model_fn(d):\n    seen['model_fn'] = threading.get_ident()\n    return seen\n"
+        "def input_fn(b, c):\n    seen['input_fn'] = threading.get_ident()\n    return torch.ones(1, 2)\n"
+        "def predict_fn(x, m):\n    m['predict_fn'] = threading.get_ident()\n    return x\n"
+        "def output_fn(p, a):\n    return 'ok'\n")
+    app = ModelServer(tmp_path, entry_point=script)
+    try:
+        assert app.invoke(b"x", "application/x-image", "application/json")[0] == b"ok"
+        seen = app.model
+        assert seen["model_fn"] == seen["predict_fn"] == app.batcher._thread.ident
+        assert seen["input_fn"] == threading.get_ident() != seen["model_fn"]
+    finally:
+        app.close()
+    script.write_text("import threading\n"
+                      "def model_fn(d):\n    return threading.get_ident()\n"
+                      "def transform_fn(m, b, c, a):\n    return str(m == threading.get_ident())\n")
+    app = ModelServer(tmp_path, entry_point=script)
+    try:
+        assert app.invoke(b"x", "application/x-image", "application/json")[0] == b"True"
+    finally:
+        app.close()
+
+
 def test_predict_and_output(loaded):
     import torch
 

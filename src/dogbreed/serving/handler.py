@@ -59,7 +59,6 @@ def model_fn(model_dir: str, device: str = "auto", mixed_precision: str = "auto"
     from dogbreed.training.model import breed_name, load_model
     from dogbreed.training.presets import ClassificationPresetEval
 
-    torch.set_grad_enabled(False)
     model = load_model(model_dir, map_location="cpu").eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -89,11 +88,13 @@ def probe_batch(image_size: int, n: int = PROBE_IMAGES):
 
 def top1_agreement(model, image_size: int, reference, candidate) -> float:
     """Share of probe images on which `candidate` precision picks the same class as `reference`."""
+    import torch
+
     x = probe_batch(image_size)
 
     def top1(precision):
         m = precision.prepare_model(model)
-        with precision.autocast():
+        with torch.inference_mode(), precision.autocast():
             return m(precision.prepare_input(x)).float().argmax(dim=1).cpu()
 
     return float((top1(reference) == top1(candidate)).float().mean())
@@ -195,8 +196,13 @@ def input_fn(body, content_type: str, transform=None):
 
 
 def preprocess(images, transform):
+    """PIL images -> float batch [N, 3, H, W]; with the eval preset this runs no torch kernel."""
     import torch
 
+    if hasattr(transform, "array"):
+        import numpy as np
+
+        return torch.from_numpy(np.stack([transform.array(im) for im in images]))
     return torch.stack([transform(im) for im in images])
 
 
