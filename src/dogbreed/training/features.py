@@ -28,6 +28,14 @@ FORMAT_VERSION = 1
 # A randomly initialised backbone (--weights none) must be the same network in every trial
 # and in the saved artifact, or cached features would not match it.
 BACKBONE_SEED = 0
+# Images per backbone call while filling the cache. No gradients are kept, so this is about
+# speed only: on CPU small batches keep activations in cache (ResNet50 bf16 on 2 cores:
+# 24.6 ms/image at 16, 30.9 at 64, 33.7 at 128); on a GPU big batches fill the device.
+FEATURE_BATCH = {"cpu": 16, "cuda": 128}
+
+
+def feature_batch_size(precision) -> int:
+    return FEATURE_BATCH.get(precision.device_type, 64)
 
 
 def data_fingerprint(root: str | os.PathLike, samples: list[tuple[str, int]]) -> str:

@@ -30,7 +30,8 @@ def run_head_training(args) -> dict:
 
     from dogbreed.training.data import DogImages
     from dogbreed.training.device import select_precision
-    from dogbreed.training.features import EpochViews, FeatureCache, FeatureSource, build_backbone_model, default_cache_dir
+    from dogbreed.training.features import (EpochViews, FeatureCache, FeatureSource, build_backbone_model,
+                                           default_cache_dir, feature_batch_size)
     from dogbreed.training.loop import fit
     from dogbreed.training.model import save_artifacts
 
@@ -54,7 +55,7 @@ def run_head_training(args) -> dict:
     model = build_backbone_model(config, args.weights, cache)
     backbone = precision.prepare_model(model.backbone)
     source = FeatureSource(cache, data, config, args.weights, backbone, precision,
-                           batch_size=max(args.batch_size, 64), workers=args.workers)
+                           batch_size=feature_batch_size(precision), workers=args.workers)
     head = model.head.to(precision.device)
     train_views = EpochViews(source, "train", args.feature_views, batch_size=args.batch_size, seed=args.seed)
     valid_loader = EpochViews(source, "valid", 1, batch_size=args.batch_size).loader("eval", shuffle=False)
