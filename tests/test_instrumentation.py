@@ -129,3 +129,35 @@ def test_frozen_parameters_are_not_saved(tmp_path):
     assert trial.tensor_names(collection="weights") == ["Sequential_1.weight"]
     assert trial.tensor_names(collection="biases") == ["Sequential_1.bias"]
     assert trial.tensor_names(collection="losses")  # the loss is still saved every step
+
+
+MODULES_RUN = HOOK_RUN.replace(
+    "model, loss_fn = nn.Linear(4, 3), nn.CrossEntropyLoss()",
+    "model, loss_fn = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 3)), nn.CrossEntropyLoss()").replace(
+    "instr.attach(model, loss_fn)",
+    "instr.attach(model, loss_fn)\n"
+    "print('SUBMODULE_HOOKS', sum(len(m._forward_hooks) for m in model.children()), flush=True)")
+
+
+def test_submodules_are_hooked_only_when_a_collection_saves_their_tensors(tmp_path):
+    """The default collections (parameters, gradients, loss) need no per-module forward hook;
+    a collection of module outputs gets them and its tensors are saved."""
+    from smdebug.trials import create_trial
+
+    for name, overrides, hooks in (("default", [], 0), ("relu", ["relu.include_regex=_output_0"], 3)):
+        run = tmp_path / name
+        cfg = run / "debughookconfig.json"
+        run.mkdir()
+        cfg.write_text(json.dumps(config.hook_config(str(run / "tensors"), config.collections(overrides))))
+        env = {"SMDEBUG_CONFIG_FILE_PATH": str(cfg), "TRAINING_JOB_NAME": "t", "PATH": "/usr/bin:/bin",
+               "SMDEBUG_LOG_LEVEL": "error"}
+        out = subprocess.run([sys.executable, "-c", MODULES_RUN], env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert f"SUBMODULE_HOOKS {hooks}" in out.stdout
+        (run / "tensors" / "training_job_end.ts").write_text("0")
+        trial = create_trial(str(run / "tensors"))
+        assert trial.tensor_names(collection="losses") and trial.tensor_names(collection="gradients")
+        assert trial.tensor_names(collection="weights") == ["Sequential_0.weight", "Sequential_2.weight"]
+        if name == "relu":
+            assert "1_output_0" in trial.tensor_names(collection="relu")
