@@ -9,8 +9,10 @@ Runs alternate (ours, baseline, bare, ours, ...) and the median of each is repor
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -46,6 +48,9 @@ def main(argv=None):
 
     torch.manual_seed(0)
     tmp = Path(tempfile.mkdtemp(prefix="bench-debugger-"))
+    # --freeze none writes ~1.6 GB of tensors; registered first, this runs after smdebug's own
+    # exit handler (which writes training_job_end.ts into the folder)
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     synthesize(tmp / "data", SynthSpec(classes=5, per_class=per_class, image_size=size, seed=0))
     data = DogImages.scan(tmp / "data", splits=("train",), check_images=False)
     ds = data.dataset("train", ClassificationPresetTrain(crop_size=size))
