@@ -123,8 +123,8 @@ def test_ctrl_c_on_the_cli_marks_the_job_stopped(workspace, sample_data):
         if line.startswith("epoch 1/"):
             break
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
-    assert proc.returncode != 0
+    rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode != 0, rest[-3000:]
     jobs = LocalJobRunner(Workspace.resolve(workspace)).list()
     assert len(jobs) == 1 and jobs[0].status == STOPPED
     assert not JobLayout(workspace / "jobs" / jobs[0].name).model_tar.exists()

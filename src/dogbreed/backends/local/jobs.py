@@ -40,6 +40,7 @@ from dogbreed.workspace import Workspace, atomic_write_json
 
 PLUGINS: list[str] = ["dogbreed.backends.local.debugger:DebuggerPlugin"]
 LogSink = Callable[[str], None]
+TERM_GRACE_S = 10.0  # after SIGTERM, a job gets this long to exit before SIGKILL
 
 
 def job_name(base: str) -> str:
@@ -76,7 +77,35 @@ class RunningJob:
             _terminate(proc)
 
 
-def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
+def _stop_on_sigint(proc: subprocess.Popen, box: dict):
+    """In the main thread, make Ctrl-C stop the job through a handler instead of a
+    KeyboardInterrupt: Python drops an exception raised while a finalizer (`__del__`) runs,
+    so an unlucky Ctrl-C would be lost and the job would run on. Ctrl-C sends SIGTERM to the
+    job's process group, then SIGKILL after `TERM_GRACE_S` or at a second Ctrl-C; the log loop
+    ends when the job's output does. Returns the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        if box.get("interrupted"):
+            return _kill_group(proc, signal.SIGKILL)
+        box["interrupted"] = True
+        _kill_group(proc, signal.SIGTERM)
+        escalate = threading.Timer(TERM_GRACE_S, lambda: proc.poll() is None and _kill_group(proc, signal.SIGKILL))
+        escalate.daemon = True
+        escalate.start()
+
+    return signal.signal(signal.SIGINT, handler)
+
+
+def _kill_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _terminate(proc: subprocess.Popen, grace: float = TERM_GRACE_S) -> None:
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -226,6 +255,7 @@ class LocalJobRunner:
                 timer = threading.Timer(max(0.0, deadline - time.time()), lambda: (box.update(timed_out=True), _terminate(proc)))
                 timer.daemon = True
                 timer.start()
+            previous_sigint = _stop_on_sigint(proc, box)
             try:
                 for line in proc.stdout:
                     logfh.write(line)
@@ -241,6 +271,10 @@ class LocalJobRunner:
             finally:
                 if timer:
                     timer.cancel()
+                if previous_sigint is not None:
+                    signal.signal(signal.SIGINT, previous_sigint)
+        if box.get("interrupted") and interrupted is None:
+            interrupted = KeyboardInterrupt()
         desc.ended = time.time()
         desc.metric_series = series
         desc.metrics = metrics.final_metrics(series)
