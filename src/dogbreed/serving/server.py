@@ -14,7 +14,7 @@ or `--entry-point`; `model_fn` once, then per request `input_fn -> predict_fn ->
 - One thread for the model: model_fn, predict_fn and transform_fn all run on the model thread,
   so the process keeps a single OpenMP thread team. (A second team, e.g. from loading the model
   on the main thread, pushes libgomp over its thread budget on a small machine; it then stops
-  spin-waiting between parallel regions: +15 ms on every ResNet50 forward on 2 cores.)
+  spin-waiting between parallel regions: ~14 ms more per ResNet50 forward on 2 cores.)
 - Every error answers JSON `{"error": ...}`: the exception's `status_code` when it has one (the
   toolkit's rule), 413 over the body limit, 500 otherwise; the server keeps serving.
 - `/ping` answers 200 only while the model thread is alive.
