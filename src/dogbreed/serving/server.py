@@ -158,22 +158,18 @@ class Batcher:
         import torch
 
         rows = int(data.shape[0]) if isinstance(data, torch.Tensor) and data.dim() > 0 else None
-        item = Pending(data, rows)
+        return self._enqueue(Pending(data, rows), was_decoding)
+
+    def submit_call(self, fn: Callable[[], Any]) -> Pending:
+        """Queue `fn` to run alone on the model thread (loading the model, transform_fn)."""
+        return self._enqueue(Pending(None, None, fn))
+
+    def _enqueue(self, item: Pending, was_decoding: bool = False) -> Pending:
         with self._cond:
             if was_decoding:
                 self._decoding -= 1
             if self._stopping:
                 self._cond.notify_all()
-                raise RuntimeError("the server is shutting down")
-            self._queue.append(item)
-            self._cond.notify_all()
-        return item
-
-    def submit_call(self, fn: Callable[[], Any]) -> Pending:
-        """Queue `fn` to run alone on the model thread (loading the model, transform_fn)."""
-        item = Pending(None, None, fn)
-        with self._cond:
-            if self._stopping:
                 raise RuntimeError("the server is shutting down")
             self._queue.append(item)
             self._cond.notify_all()
