@@ -50,7 +50,9 @@ def test_aws_profile_and_dogbreed_variables(clean_env, monkeypatch):
     s = Settings.resolve()
     assert (s.profile, s.source("profile")) == ("research", "env AWS_PROFILE")
     assert (s.spot, s.max_run, s.effective_max_wait()) == (True, 7200, 14400)
-    aws = s.aws()
+    from dogbreed.backends.sagemaker.session import AwsSettings
+
+    aws = AwsSettings.from_settings(s)
     assert (aws.profile, aws.spot, aws.max_run_s, aws.max_wait_s) == ("research", True, 7200, 14400)
 
 

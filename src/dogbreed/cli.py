@@ -86,13 +86,22 @@ class App:
         return self.settings.backend
 
     def backend(self, name: str | None = None):
+        """The backend called `name` (e.g. one a recorded job ran on), else the chosen one; built once."""
         from dogbreed.backends import get_backend
 
         name = name or self.backend_choice
         if name not in self._backends:
-            options = {"settings": self.settings.aws()} if name == "sagemaker" else {}
-            self._backends[name] = get_backend(name, self.workspace, **options)
+            self._backends[name] = get_backend(name, self.workspace, self.settings)
         return self._backends[name]
+
+    def backend_with(self, capability: str):
+        """The chosen backend if it has `capability`, else the first backend that has it."""
+        from dogbreed.backends import backend_class, backend_names
+
+        if backend_class(self.backend_choice).supports(capability):
+            return self.backend()
+        return self.backend(next((n for n in backend_names() if backend_class(n).supports(capability)),
+                                 self.backend_choice))
 
 
 @click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

@@ -243,19 +243,6 @@ class Settings:
             return "true" if value else "false"
         return str(value)
 
-    def aws(self):
-        """The SageMaker backend's view of these settings."""
-        from dogbreed.backends.sagemaker.session import AwsSettings
-
-        return AwsSettings(region=self.region, profile=self.profile, role=self.role, bucket=self.bucket,
-                           prefix=self.prefix, instance_type=self.instance_type,
-                           tuning_instance_type=self.tuning_instance_type,
-                           inference_instance_type=self.inference_instance_type,
-                           framework_version=self.framework_version,
-                           inference_framework_version=self.inference_framework_version,
-                           py_version=self.py_version, spot=self.spot, max_run_s=self.max_run,
-                           max_wait_s=self.effective_max_wait())
-
 
 def flag_setter(key: str) -> Callable:
     """A click option callback that records a command's flag as the `key` setting (None = not given)."""

@@ -12,13 +12,24 @@ BACKENDS = {
 }
 
 
-def get_backend(name: str, workspace=None, **options):
+def backend_names() -> list[str]:
+    return list(BACKENDS)
+
+
+def backend_class(name: str):
+    """The Backend subclass called `name` (its module imports no SDK: cheap)."""
     import importlib
 
     from dogbreed.errors import ConfigError
-    from dogbreed.workspace import Workspace
 
     if name not in BACKENDS:
         raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     module, cls = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(workspace or Workspace.resolve(), **options)
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_backend(name: str, workspace=None, settings=None):
+    """A backend on `workspace` (default: the resolved one) with the resolved `settings` (None: defaults)."""
+    from dogbreed.workspace import Workspace
+
+    return backend_class(name)(workspace or Workspace.resolve(), settings)

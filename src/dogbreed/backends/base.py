@@ -1,7 +1,14 @@
-"""The one interface both backends satisfy. Workflows and the CLI talk only to this.
+"""The one interface both backends satisfy: the only door between workflows and where jobs run.
 
-Each capability section (training jobs, tuning, endpoints) is written once against these
-types; `LocalBackend` and `SageMakerBackend` implement them.
+Commands parse, call a workflow (`dogbreed.workflows`) and print; workflows talk only to
+`Backend`; `LocalBackend` and `SageMakerBackend` implement it. Everything a backend needs
+travels as data in the specs below (debugger and profiler settings included); each backend
+turns it into its own form.
+
+Core methods are abstract: every backend has them. Optional capabilities (`OPTIONAL`) are
+methods a backend defines only if it can do them; a caller asks `backend.supports(name)`, or
+calls `backend.require(name)`, which returns the bound method or raises one `ConfigError`
+saying why the backend cannot and what to do instead (`Backend.instead`).
 """
 
 from __future__ import annotations
@@ -12,9 +19,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from dogbreed.rules.config import DEFAULT_PROFILER_INTERVAL_MS
+from dogbreed.workspace import Workspace
+
 # SageMaker's TrainingJobStatus values, used by both backends.
 IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED = "InProgress", "Completed", "Failed", "Stopping", "Stopped"
 TERMINAL = (COMPLETED, FAILED, STOPPED)
+
+LogSink = Callable[[str], None]  # receives one log line
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "scripts"
 
@@ -23,6 +35,18 @@ def scripts_dir() -> Path:
     """The entry scripts: `scripts/` of a source checkout, or the copy installed in the package."""
     packaged = Path(__file__).resolve().parents[1] / "scripts"
     return SCRIPTS_DIR if SCRIPTS_DIR.is_dir() else packaged
+
+
+@dataclass
+class Instrumentation:
+    """Debugger hook, rules and profiler for a training job, as data; each backend turns it into
+    its own form (local: config files + rule threads; SageMaker: the request's Debug*/Profiler* fields)."""
+
+    debugger: bool = True
+    profiler: bool = True
+    collection_overrides: tuple[str, ...] = ()  # "COLLECTION.KEY=VALUE"
+    rule_params: dict[str, dict[str, str]] = field(default_factory=dict)  # rule -> {param: value}
+    interval_ms: int = DEFAULT_PROFILER_INTERVAL_MS  # one of rules.config.PROFILER_INTERVALS_MS
 
 
 @dataclass
@@ -40,6 +64,7 @@ class TrainingJobSpec:
     config_files: dict[str, Any] = field(default_factory=dict)
     job_name: str | None = None  # None: base_name + timestamp
     max_run_s: int | None = None
+    instrumentation: Instrumentation | None = None  # None: no debugger, rules or profiler
 
 
 @dataclass
@@ -150,7 +175,6 @@ def follow_tuning(describe: Callable[[], TuningResult], progress: TuningProgress
         if result.status != IN_PROGRESS:
             return result
         sleep(poll_s)
-LogSink = Callable[[str], None]
 
 
 # -- endpoints -------------------------------------------------------------------------------
@@ -204,10 +228,63 @@ class EndpointConnection(abc.ABC):
         pass
 
 
+# Optional capabilities: method name -> what it does. A backend has one if it defines the method.
+OPTIONAL = {
+    "resume_training_job": "run a Failed/Stopped job again from its last checkpoint",
+    "resume_tuning": "continue an interrupted tuning job without redoing finished trials",
+    "stage_dataset": "copy a local dataset to where this backend's jobs read data",
+    "find_leftovers": "list billable resources the project left behind",
+    "delete_leftovers": "delete resources found by find_leftovers",
+}
+
+
 class Backend(abc.ABC):
-    """Implemented by LocalBackend and SageMakerBackend."""
+    """Implemented by LocalBackend and SageMakerBackend.
+
+    Constructed as `Backend(workspace, settings)`: `settings` is the resolved
+    `dogbreed.settings.Settings` (or None for defaults); each backend reads what it needs.
+    """
+
+    ws: Workspace
 
     name: str
+    # optional capability -> why this backend lacks it and what to do instead
+    instead: dict[str, str] = {}
+
+    @property
+    @abc.abstractmethod
+    def where(self) -> str:
+        """Where this backend's jobs live, for messages: a workspace folder, an AWS region."""
+
+    @classmethod
+    def supports(cls, capability: str) -> bool:
+        if capability not in OPTIONAL:
+            raise KeyError(f"unknown capability {capability!r}")
+        return callable(getattr(cls, capability, None))
+
+    def require(self, capability: str) -> Callable:
+        """The bound method for `capability`, or a ConfigError saying why it is not there."""
+        from dogbreed.errors import ConfigError
+
+        if not self.supports(capability):
+            why = self.instead.get(capability, "")
+            raise ConfigError(f"the {self.name} backend cannot {OPTIONAL[capability]}" + (f": {why}" if why else ""))
+        return getattr(self, capability)
+
+    # -- data ------------------------------------------------------------------------------
+    # The workspace key of the dataset this backend's jobs read when no --data is given, and the
+    # message when none is recorded.
+    dataset_key: str
+    no_dataset: str
+
+    def default_data(self) -> str:
+        """The recorded dataset (by `dogbreed data ...`); StateError if none."""
+        from dogbreed.errors import StateError
+
+        found = self.ws.get(self.dataset_key)
+        if not found:
+            raise StateError(f"no --data given and {self.no_dataset}")
+        return found
 
     # -- training jobs ---------------------------------------------------------------------
     @abc.abstractmethod
@@ -216,15 +293,16 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def describe_job(self, name: str) -> JobDescription:
-        """Current description of a job; raises JobNotFoundError."""
+        """Current description of a job, rule statuses in `extra["rules"]`; raises JobNotFoundError."""
 
     @abc.abstractmethod
     def list_jobs(self, limit: int = 50) -> list[JobDescription]:
         """Recent jobs, newest first."""
 
     @abc.abstractmethod
-    def resume_training_job(self, name: str, *, log: LogSink | None = None) -> JobDescription:
-        """Run a Failed/Stopped job again from its last checkpoint; returns when it ends."""
+    def job_outputs(self, name: str, dest: Path) -> Path:
+        """A local folder laid out like a local job's (output/, rule-output/, ...) holding the job's
+        debugger, rule, profiler and metric outputs; remote backends download them into `dest`."""
 
     # -- tuning ----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -241,11 +319,6 @@ class Backend(abc.ABC):
     def attach_tuning(self, name: str, *, wait: bool = True,
                       progress: TuningProgress | None = None) -> TuningResult:
         """Follow an existing tuning job (until it ends, with `wait`); raises JobNotFoundError."""
-
-    @abc.abstractmethod
-    def resume_tuning(self, name: str, *, wait: bool = True,
-                      progress: TuningProgress | None = None) -> TuningResult:
-        """Continue an interrupted tuning job without redoing finished trials."""
 
     # -- endpoints -------------------------------------------------------------------------
     @abc.abstractmethod

@@ -24,39 +24,25 @@ def cleanup(app, yes, expired, prefix):
       dogbreed cleanup                   # list, then ask
       dogbreed cleanup --expired --yes   # from cron: endpoints whose auto-delete time has passed
     """
-    import botocore.exceptions
-
-    from dogbreed.backends.sagemaker.cleanup import delete_resources, find_resources
-    from dogbreed.backends.sagemaker.s3 import aws_error
-    from dogbreed.backends.sagemaker.session import AwsContext
     from dogbreed.errors import EndpointError
+    from dogbreed.workflows.endpoints import delete_leftovers, find_leftovers
 
-    ctx = AwsContext(app.settings.aws())
-    prefix = prefix or app.settings.prefix
-    recorded = app.workspace.get("endpoint") or {}
-    remembered = (recorded.get("name"),) if recorded.get("backend") == "sagemaker" else ()
-    sm = ctx.boto_session.client("sagemaker")
-    try:
-        resources = find_resources(sm, prefix, remembered, expired_only=expired)
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-        raise aws_error(exc, f"listing SageMaker resources in {ctx.region}", ctx.settings.bucket or "-") from None
-    what = "expired endpoints" if expired else f"resources named {prefix}*"
+    backend, resources = find_leftovers(app, expired_only=expired, prefix=prefix)
+    what = "expired endpoints" if expired else f"resources named {prefix or app.settings.prefix}*"
     if not resources:
-        click.echo(f"nothing to clean up: no {what} in {ctx.region}")
+        click.echo(f"nothing to clean up: no {what} in {backend.where}")
         return
-    click.echo(f"{len(resources)} SageMaker {what} in {ctx.region}:")
+    click.echo(f"{len(resources)} SageMaker {what} in {backend.where}:")
     for r in resources:
         click.echo(f"  {r}")
     if not yes and not click.confirm(f"Delete these {len(resources)}?", default=False):
         click.echo("nothing deleted")
         return
     failed = []
-    for r, error in delete_resources(sm, resources):
+    for r, error in delete_leftovers(app, backend, resources):
         click.echo(f"  {'deleted' if error is None else 'FAILED '} {r.kind} {r.name}" + (f": {error}" if error else ""))
         if error:
             failed.append(r)
-        elif r.kind == "endpoint" and r.name in remembered:
-            app.workspace.update(endpoint=None)
     if failed:
         raise EndpointError(f"{len(failed)} of {len(resources)} could not be deleted (see above); "
                             "run `dogbreed cleanup` again, or delete them in the SageMaker console")

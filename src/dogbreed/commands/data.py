@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from dogbreed.settings import flag_setter
+from dogbreed.workflows.data import record_local_dataset
 
 
 @click.group()
@@ -45,7 +46,7 @@ def download(app, out, url, keep_zip):
     finally:
         if bar["bar"] is not None:
             bar["bar"].__exit__(None, None, None)
-    app.workspace.update(dataset=str(Path(root).absolute()))
+    record_local_dataset(app, root)
     click.echo(f"dataset ready: {root} (recorded as the default --data)")
 
 
@@ -71,7 +72,7 @@ def synth(app, out, classes, per_class, image_size, seed):
     total = sum(spec.split_counts().values()) * classes
     with click.progressbar(length=total, label=f"synthesizing {out}") as bar:
         counts = synthesize(out, spec, progress=bar.update)
-    app.workspace.update(dataset=str(Path(out).absolute()))
+    record_local_dataset(app, out)
     click.echo(f"wrote {sum(counts.values())} images {counts} for {classes} classes to {out} "
                "(recorded as the default --data)")
 
@@ -88,13 +89,9 @@ def check(app, path, as_json):
       dogbreed data check data/sample
     """
     from dogbreed.data.check import check_dataset
+    from dogbreed.workflows.data import recorded_local_dataset
 
-    from dogbreed.errors import StateError
-
-    path = path or app.workspace.get("dataset")
-    if not path:
-        raise StateError("no PATH given and no dataset recorded; pass a folder, e.g. `dogbreed data check data/sample`")
-    report = check_dataset(path)
+    report = check_dataset(recorded_local_dataset(app, path, "check"))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -127,15 +124,8 @@ def upload(app, path, prefix, concurrency):
     """
     import threading
 
-    from dogbreed.backends.sagemaker.s3 import upload_dataset
-    from dogbreed.backends.sagemaker.session import AwsContext
-    from dogbreed.errors import StateError
+    from dogbreed.workflows.data import stage_dataset
 
-    path = path or app.workspace.get("dataset")
-    if not path:
-        raise StateError("no PATH given and no dataset recorded; pass a folder, e.g. `dogbreed data upload data/sample`")
-    ctx = AwsContext(app.settings.aws())
-    prefix = prefix if prefix is not None else f"{app.settings.prefix.strip('/')}/data/{Path(path).absolute().name}"
     bar, lock = {}, threading.Lock()
 
     def on_plan(todo, skipped, nbytes):
@@ -149,11 +139,9 @@ def upload(app, path, prefix, concurrency):
             bar["bar"].update(n)
 
     try:
-        result = upload_dataset(ctx.boto_session, ctx.bucket, ctx.region, path, prefix, concurrency=concurrency,
-                                on_plan=on_plan, progress=progress)
+        result = stage_dataset(app, path, prefix=prefix, concurrency=concurrency, on_plan=on_plan, progress=progress)
     finally:
         if "bar" in bar:
             bar["bar"].__exit__(None, None, None)
-    app.workspace.update(dataset_s3=result.uri)
     click.echo(f"{result.uri}: {len(result.uploaded)} uploaded ({result.bytes_uploaded / 1e6:.1f} MB), "
                f"{result.skipped} unchanged (recorded as the default --data of SageMaker jobs)")

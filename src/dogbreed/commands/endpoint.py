@@ -13,11 +13,6 @@ CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit
 
 
-def _recorded_model(app) -> str:
-    model = app.workspace.require("model_data", "train a model first (`dogbreed train ...`) or pass --model-data")
-    return model["uri"]
-
-
 @click.command()
 @click.option("--model-data", default=None, metavar="PATH|s3://URI",
               help="model.tar.gz (or an extracted model folder, locally). [default: the model of the last train]")
@@ -53,17 +48,14 @@ def deploy(app, model_data, name, port, max_batch_size, max_wait_ms, instance_ty
     """
     from dogbreed.backends.base import EndpointSpec
     from dogbreed.settings import parse_duration
+    from dogbreed.workflows import endpoints as workflow
 
-    spec = EndpointSpec(model_data=model_data or _recorded_model(app), name=name, port=port,
+    spec = EndpointSpec(model_data=model_data or workflow.recorded_model(app), name=name, port=port,
                         max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, instance_type=instance_type,
                         serverless=serverless, memory_mb=memory, max_concurrency=max_concurrency, timeout_s=timeout_s,
                         auto_delete_after_s=parse_duration(auto_delete_after, "--auto-delete-after")
                         if auto_delete_after else None)
-    backend = app.backend()
-    desc = backend.deploy_endpoint(spec, log=click.echo)
-    app.workspace.update(endpoint={"name": desc.name, "backend": backend.name, "url": desc.url,
-                                   "model_data": spec.model_data, **{k: desc.extra[k] for k in ("pid", "port")
-                                                                     if k in desc.extra}})
+    desc = workflow.deploy(app, spec, log=click.echo)
     click.echo(f"endpoint {desc.name} {desc.status}{' at ' + desc.url if desc.url else ''}")
     click.echo("try: dogbreed predict IMAGE...")
 
@@ -88,18 +80,6 @@ def _expand(paths) -> list:
     return files
 
 
-def _resolve_endpoint(app, name: str | None) -> tuple:
-    """(backend, name, url) of the endpoint to use: --endpoint, else the recorded one."""
-    recorded = app.workspace.get("endpoint") or {}
-    if name and name != recorded.get("name"):
-        return app.backend(), name, None
-    if not recorded:
-        from dogbreed.errors import StateError
-
-        raise StateError("no endpoint deployed: run `dogbreed deploy` (or pass --endpoint NAME)")
-    return app.backend(recorded["backend"]), recorded["name"], recorded.get("url")
-
-
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Breeds shown per image.")
@@ -120,9 +100,10 @@ def predict(app, images, top_k, as_json, raw, endpoint_name):
     import json
 
     from dogbreed.errors import EndpointError
+    from dogbreed.workflows.endpoints import resolve_endpoint
 
     files = _expand(images)
-    backend, name, url = _resolve_endpoint(app, endpoint_name)
+    backend, name, url = resolve_endpoint(app, endpoint_name)
     conn = backend.connect_endpoint(name, url)
     accept = "application/json; output=logits" if raw else f"application/json; top_k={top_k}"
     results, failed = [], 0
@@ -176,17 +157,10 @@ def undeploy(app, name):
     Local: the server process stops and its port is freed. SageMaker: the endpoint, its
     config and its model are deleted.
     """
-    recorded = app.workspace.get("endpoint") or {}
-    if name is None and not recorded:
-        from dogbreed.errors import StateError
+    from dogbreed.workflows.endpoints import undeploy as delete
 
-        raise StateError("no endpoint recorded: pass NAME (`dogbreed endpoints` lists them)")
-    target = name or recorded["name"]
-    backend = app.backend(recorded["backend"] if target == recorded.get("name") else None)
-    backend.delete_endpoint(target)
-    if target == recorded.get("name"):
-        app.workspace.update(endpoint=None)
-    click.echo(f"endpoint {target} deleted ({backend.name})")
+    target, backend_name = delete(app, name)
+    click.echo(f"endpoint {target} deleted ({backend_name})")
 
 
 @click.command()
@@ -197,15 +171,15 @@ def endpoints(app, as_json):
     import datetime
     import json
 
-    backend = app.backend()
-    found = backend.list_endpoints()
+    from dogbreed.workflows.endpoints import list_endpoints
+
+    found, current = list_endpoints(app)
     if as_json:
         click.echo(json.dumps([d.to_dict() for d in found], indent=2))
         return
     if not found:
-        click.echo(f"no {backend.name} endpoints; create one with `dogbreed deploy`")
+        click.echo(f"no {app.backend_choice} endpoints; create one with `dogbreed deploy`")
         return
-    current = (app.workspace.get("endpoint") or {}).get("name")
     for d in found:
         when = datetime.datetime.fromtimestamp(d.created).strftime("%Y-%m-%d %H:%M") if d.created else "-"
         where = d.url or d.extra.get("instance_type") or ("serverless" if d.extra.get("serverless") else "")
@@ -240,9 +214,10 @@ def serve(app, model, host, port, max_batch_size, max_wait_ms):
     from dogbreed.errors import EndpointError
     from dogbreed.serving.errors import ModelLoadError
     from dogbreed.serving.server import serve as run_server
+    from dogbreed.workflows.endpoints import recorded_model
 
     with tempfile.TemporaryDirectory(prefix="dogbreed-serve-") as tmp:
-        model_dir = prepare_model_dir(model or _recorded_model(app), Path(tmp) / "model")
+        model_dir = prepare_model_dir(model or recorded_model(app), Path(tmp) / "model")
         try:
             run_server(model_dir, host=host, port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                        log=click.echo)

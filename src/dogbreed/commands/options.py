@@ -41,24 +41,6 @@ def collect_static(arch, weights, image_size, freeze, extra_hps, entry_point: st
     return out
 
 
-def resolve_data(app, data: str | None) -> str:
-    from dogbreed.errors import StateError
-
-    if data:
-        return data
-    if app.backend_choice == "sagemaker":
-        uploaded = app.workspace.get("dataset_s3")
-        if not uploaded:
-            raise StateError("no --data given and no dataset uploaded to S3; run `dogbreed data upload [DIR]` "
-                             "or pass --data s3://bucket/prefix/")
-        return uploaded
-    recorded = app.workspace.get("dataset")
-    if not recorded:
-        raise StateError("no --data given and no dataset recorded; run `dogbreed data synth --out data/sample` "
-                         "or `dogbreed data download`, or pass --data DIR")
-    return recorded
-
-
 def sagemaker_job_options(f=None, *, kind: str = "training"):
     """--instance-type --spot/--no-spot --max-run --max-wait for SageMaker jobs.
 

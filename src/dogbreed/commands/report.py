@@ -20,55 +20,8 @@ def report(app, job, out):
     \b
     Examples:
       dogbreed report                                   # the last training job
-      dogbreed report dogbreed-tune-20261129-120000-ab12   # a tuning job
+      dogbreed report dbhpo-261129-120000-ab12       # a tuning job
     """
-    from pathlib import Path
+    from dogbreed.workflows.reports import write_report
 
-    from dogbreed.errors import JobNotFoundError
-    from dogbreed.report import build
-
-    backend_name = None
-    if job is None:
-        last = app.workspace.require("last_training_job", "run `dogbreed train` first, or pass a JOB name")
-        job, backend_name = last["name"], last.get("backend")
-    backend = app.backend(backend_name)
-    out_dir = Path(out) if out else app.workspace.root / "reports" / job
-    try:
-        desc = backend.describe_job(job)
-    except JobNotFoundError:
-        desc = None
-    if desc is None:
-        path = _tuning(app, backend, job, out_dir)
-    else:
-        if backend.name == "sagemaker":
-            from dogbreed.backends.sagemaker.debugger import download_outputs
-
-            job_dir = download_outputs(backend.ctx, job, out_dir / "job")
-        else:
-            job_dir = Path(desc.location)
-        path = build.training_report(job_dir, out_dir, name=job, status=desc.status,
-                                     hyperparameters=desc.hyperparameters, rules=desc.extra.get("rules"))
-    click.echo(str(path))
-
-
-def _tuning(app, backend, name, out_dir):
-    """A tuning job of the backend, or a trials.json the workspace holds for it."""
-    from dogbreed.errors import JobNotFoundError
-    from dogbreed.report import build
-    from dogbreed.report.data import load_trials
-
-    trials_file = app.workspace.root / "tuning" / name / "trials.json"
-    try:
-        result = backend.attach_tuning(name, wait=False)
-    except JobNotFoundError:
-        if not trials_file.is_file():
-            raise JobNotFoundError(f"no training or tuning job named {name!r} on the {backend.name} backend; "
-                                   "`dogbreed jobs` lists them") from None
-        trials = load_trials(trials_file)
-        ranked = sorted([t for t in trials if t.get("objective") is not None], key=lambda t: t["objective"])
-        info = {"best": ranked[0] if ranked else None}
-        return build.tuning_report(name, info, trials, out_dir)
-    info = {"strategy": result.strategy, "objective_metric": result.objective_metric,
-            "objective_goal": result.objective_goal,
-            "best": {"name": result.best.name, "objective": result.best.objective} if result.best else None}
-    return build.tuning_report(name, info, load_trials(result), out_dir)
+    click.echo(str(write_report(app, job, out)))

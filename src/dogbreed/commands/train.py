@@ -5,30 +5,11 @@ from __future__ import annotations
 
 import click
 
-from dogbreed.commands.options import (collect_static, data_option, echo_line, resolve_data, sagemaker_job_options,
+from dogbreed.commands.options import (collect_static, data_option, echo_line, sagemaker_job_options,
                                        static_hyperparameter_options)
+from dogbreed.rules.config import DEFAULT_PROFILER_INTERVAL_MS, PROFILER_INTERVALS_MS
 
-ENTRY_POINT = "train_model.py"
-PROFILER_INTERVALS = ["100", "200", "500", "1000", "5000", "60000"]
-
-
-def starting_hyperparameters(app, from_best: bool, from_job: str | None) -> tuple[dict, str | None]:
-    """Hyperparameters of the best tuning trial (state `best_job`) or of job `from_job`,
-    restricted to the ones train_model.py accepts; and where they came from."""
-    from dogbreed import hyperparameters as hp
-    from dogbreed.errors import ConfigError
-
-    if from_best and from_job:
-        raise ConfigError("--from-best and --from-job both choose the starting hyperparameters; pass one of them")
-    if from_best:
-        best = app.workspace.require("best_job", "run `dogbreed tune` first, or pass --from-job NAME or explicit flags")
-        found, source = dict(best.get("hyperparameters") or {}), f"best tuning job {best.get('name')}"
-    elif from_job:
-        found, source = dict(app.backend().describe_job(from_job).hyperparameters), f"job {from_job}"
-    else:
-        return {}, None
-    known = hp.known_script_hyperparameters(ENTRY_POINT)
-    return {k: v for k, v in found.items() if k in known}, source
+PROFILER_INTERVALS = [str(ms) for ms in PROFILER_INTERVALS_MS]
 
 
 def parse_rule_params(items) -> dict[str, dict[str, str]]:
@@ -47,29 +28,8 @@ def parse_rule_params(items) -> dict[str, dict[str, str]]:
     return out
 
 
-def instrument(app, backend, spec, *, debugger, profiler, debug_params, rule_params, interval_ms) -> dict:
-    """Debugger/profiler settings into the spec (local) or estimator keyword arguments (SageMaker)."""
-    options = dict(debugger=debugger, profiler=profiler, collection_overrides=debug_params, interval_ms=interval_ms)
-    if backend.name == "sagemaker":
-        from dogbreed.backends.sagemaker.debugger import estimator_kwargs
-
-        return estimator_kwargs(rule_overrides=rule_params, **options)
-    from dogbreed.backends.local.debugger import configure_job
-    from dogbreed.rules.runner import rules_with_params
-
-    configure_job(spec, app.workspace, rules=rules_with_params(overrides=rule_params), **options)
-    return {}
-
-
 def echo_rules(job) -> None:
     rules = job.extra.get("rules") or []
-    if not rules:
-        if job.backend == "local" and job.location:
-            from pathlib import Path
-
-            from dogbreed.rules.runner import read_results
-
-            rules = read_results(Path(job.location) / "rule-output")
     if not rules:
         click.echo("rules: none evaluated (debugger and profiler off, or not reported yet)")
         return
@@ -103,7 +63,7 @@ def echo_rules(job) -> None:
                    "[default: weights, gradients, biases every 5 train and every eval step; losses every step]")
 @click.option("--rule-param", "rule_params", multiple=True, metavar="RULE.KEY=VALUE",
               help="Override a rule parameter, e.g. LossNotDecreasing.num_steps=20 (repeatable). [default: SageMaker's]")
-@click.option("--profiler-interval", type=click.Choice(PROFILER_INTERVALS), default="500", show_default=True,
+@click.option("--profiler-interval", type=click.Choice(PROFILER_INTERVALS), default=str(DEFAULT_PROFILER_INTERVAL_MS), show_default=True,
               help="System-monitor interval in milliseconds.")
 @sagemaker_job_options
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Stream the log until the job ends.")
@@ -126,47 +86,34 @@ def train(app, data, from_best, from_job, lr, batch_size, epochs, arch, weights,
       dogbreed train --status                          # rule statuses of the last training job
       dogbreed train --resume                          # continue a killed job from its checkpoint
     """
-    from dogbreed.backends.base import TrainingJobSpec
+    from dogbreed.backends.base import Instrumentation
+    from dogbreed.workflows import training
 
     if status_of is not None:
-        show_status(app, status_of or None)
+        show_status(training.training_status(app, status_of or None))
         return
     if resume_of is not None:
-        name, backend_name = resume_of or None, None
-        if name is None:
-            last = app.workspace.require("last_training_job", "run `dogbreed train` first, or pass --resume JOB")
-            name, backend_name = last["name"], last.get("backend")
-        backend = app.backend(backend_name)
-        click.echo(f"resuming {name} from its last checkpoint")
-        finish(app, backend, backend.resume_training_job(name, log=echo_line), wait=True)
+        click.echo(f"resuming {resume_of or 'the last training job'} from its last checkpoint")
+        show_outcome(training.resume_training(app, resume_of or None, log=echo_line), wait=True)
         return
-    hps, source = starting_hyperparameters(app, from_best, from_job)
-    hps.update(collect_static(arch, weights, image_size, freeze, extra_hps, ENTRY_POINT))
-    hps.update({k: v for k, v in {"lr": lr, "batch-size": batch_size, "epochs": epochs}.items() if v is not None})
+    instrumentation = Instrumentation(debugger=debugger, profiler=profiler, collection_overrides=tuple(debug_params),
+                                      rule_params=parse_rule_params(rule_params),
+                                      interval_ms=int(profiler_interval))
+    spec, source = training.training_spec(
+        app, data=data, from_best=from_best, from_job=from_job,
+        static=collect_static(arch, weights, image_size, freeze, extra_hps, training.ENTRY_POINT),
+        flags={"lr": lr, "batch-size": batch_size, "epochs": epochs}, processes=processes,
+        instrumentation=instrumentation)
     if source:
         click.echo(f"hyperparameters from {source} (flags override): "
-                   + " ".join(f"{k}={v}" for k, v in sorted(hps.items())))
-    spec = TrainingJobSpec(entry_point=ENTRY_POINT, hyperparameters=hps, data=resolve_data(app, data),
-                           base_name="dogbreed-train", processes=processes)
-    backend = app.backend()
-    extra = instrument(app, backend, spec, debugger=debugger, profiler=profiler, debug_params=debug_params,
-                       rule_params=parse_rule_params(rule_params), interval_ms=int(profiler_interval))
-    finish(app, backend, backend.run_training_job(spec, wait=wait, log=echo_line, **extra), wait)
+                   + " ".join(f"{k}={v}" for k, v in sorted(spec.hyperparameters.items())))
+    show_outcome(training.run_training(app, spec, wait=wait, log=echo_line), wait)
 
 
-def finish(app, backend, job, wait: bool) -> None:
-    """Record the job (and its model, when it Completed) in the workspace; print the outcome."""
-    from dogbreed.backends.base import COMPLETED
-    from dogbreed.errors import JobFailedError
-
-    app.workspace.update(last_training_job={"name": job.name, "backend": backend.name})
+def show_outcome(job, wait: bool) -> None:
     if not wait:
         click.echo(f"started {job.name}; follow it with `dogbreed train --status {job.name}`")
         return
-    if job.status != COMPLETED:
-        hint = f"; continue it with `dogbreed train --resume {job.name}`" if backend.name == "local" else ""
-        raise JobFailedError(f"training job {job.name} {job.status}: {job.failure_reason}{hint}")
-    app.workspace.update(model_data={"uri": job.model_data, "job": job.name, "backend": backend.name})
     m = job.metrics
     summary = " ".join(f"{k}={m[k]:.4f}" for k in ("valid_loss", "test_loss", "test_acc", "test_top5") if k in m)
     click.echo(f"job {job.name} Completed: {summary}")
@@ -175,14 +122,9 @@ def finish(app, backend, job, wait: bool) -> None:
     click.echo(f"report: dogbreed report {job.name}")
 
 
-def show_status(app, name: str | None) -> None:
+def show_status(job) -> None:
     from dogbreed.commands.jobs import format_duration
 
-    backend_name = None
-    if name is None:
-        last = app.workspace.require("last_training_job", "run `dogbreed train` first, or pass --status JOB")
-        name, backend_name = last["name"], last.get("backend")
-    job = app.backend(backend_name).describe_job(name)
     click.echo(f"{job.name}  [{job.backend}] {job.status}  {format_duration(job.duration_s)}")
     if job.failure_reason:
         click.echo(f"  failure: {job.failure_reason}")

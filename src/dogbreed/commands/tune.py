@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import re
-import time
-
 import click
 
-from dogbreed.commands.options import (collect_static, data_option, resolve_data, sagemaker_job_options,
+from dogbreed.commands.options import (collect_static, data_option, sagemaker_job_options,
                                        static_hyperparameter_options)
 from dogbreed.hyperparameters import plain_value
 
 STRATEGY_CHOICES = ["bayesian", "random", "grid", "hyperband"]
-# SageMaker's HyperParameterTuningJobName rule, applied on both backends so names travel.
-NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
-
-
-def default_name() -> str:
-    import secrets
-
-    return f"dbhpo-{time.strftime('%y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
 def progress_printer(echo=click.echo):
@@ -82,82 +71,46 @@ def tune(app, data, max_jobs, max_parallel_jobs, strategy, arch, weights, image_
       dogbreed tune --data data/sample --arch resnet18 --weights none --image-size 64 \\
           --max-jobs 4 --max-parallel-jobs 2 --range lr=0.001:0.1:log
     """
-    from dogbreed.errors import JobFailedError, StateError
+    from dogbreed.errors import JobFailedError
+    from dogbreed.workflows import tuning
 
-    backend = app.backend()
     show = progress_printer()
     try:
         if attach:
-            result = backend.attach_tuning(attach, wait=wait, progress=show)
+            result = tuning.attach_tuning(app, attach, wait=wait, progress=show)
         elif resume is not None:
-            last = app.workspace.get("last_tuning_job") or {}
-            target = resume or last.get("name")
-            if not target:
-                raise StateError("no tuning job recorded; pass --resume NAME")
-            result = backend.resume_tuning(target, wait=wait, progress=show)
+            result = tuning.resume_tuning(app, resume or None, wait=wait, progress=show)
         else:
-            spec = _build_spec(app, data, max_jobs, max_parallel_jobs, strategy, arch, weights, image_size, freeze,
-                               extra_hps, ranges, space_file, objective, early_stopping, seed, name)
-            for note in backend.check_tuning(spec):
-                click.echo(note)
-            click.echo(f"tuning {spec.name} on {backend.name}: {spec.max_jobs} trial(s), {spec.max_parallel_jobs} at "
-                       f"a time, {strategy}; {spec.space.objective.goal} {spec.space.objective.metric} over "
-                       + ", ".join(f"{n}={r.spec()}" for n, r in spec.space.ranges.items()))
-            app.workspace.update(last_tuning_job={"name": spec.name, "backend": backend.name})
-            result = backend.start_tuning(spec, wait=wait, progress=show)
+            spec = tuning.tuning_spec(
+                app, data=data, static=collect_static(arch, weights, image_size, freeze, extra_hps, tuning.ENTRY_POINT),
+                ranges=ranges, space_file=space_file, objective=objective, strategy=strategy, max_jobs=max_jobs,
+                max_parallel_jobs=max_parallel_jobs, early_stopping=early_stopping, seed=seed, name=name)
+            result = tuning.start_tuning(app, spec, wait=wait, progress=show, log=click.echo)
     except KeyboardInterrupt:
         click.echo("interrupted; finished trials are kept: `dogbreed tune --resume` continues", err=True)
         raise SystemExit(130) from None
 
-    app.workspace.update(last_tuning_job={"name": result.name, "backend": backend.name})
+    best = tuning.record_result(app, result)
     if result.status == "InProgress":
         click.echo(f"tuning job {result.name} is running; follow it with `dogbreed tune --attach {result.name}`")
         return
-    _report(app, backend, result)
+    _report(app, result, best)
     if result.best is None:
         raise JobFailedError(f"tuning job {result.name} {result.status}: {result.failure_reason or 'no trial completed'}")
 
 
-def _build_spec(app, data, max_jobs, max_parallel_jobs, strategy, arch, weights, image_size, freeze, extra_hps,
-                ranges, space_file, objective, early_stopping, seed, name):
-    """Everything checked here, before any job starts."""
-    from dogbreed import hyperparameters as hp
-    from dogbreed.backends.base import TuningSpec
-    from dogbreed.errors import ConfigError
-    from dogbreed.search_space import build_space, check_strategy
-
-    if name is not None and not NAME_RE.match(name):
-        raise ConfigError(f"tuning job name {name!r} must be 1-32 letters, digits or dashes, starting with a "
-                          "letter or digit")
-    static = collect_static(arch, weights, image_size, freeze, extra_hps, "hpo.py")
-    space = build_space(range_args=ranges, space_file=space_file, static=static, objective=objective,
-                        known=hp.known_script_hyperparameters("hpo.py"), strategy=strategy)
-    check_strategy(strategy, space, max_jobs, max_parallel_jobs)
-    if strategy == "grid":  # no more trials than grid points
-        max_jobs = min(max_jobs, space.for_grid().grid_size())
-        max_parallel_jobs = min(max_parallel_jobs, max_jobs)
-    return TuningSpec(data=resolve_data(app, data), static_hyperparameters=static, space=space, strategy=strategy,
-                      max_jobs=max_jobs, max_parallel_jobs=max_parallel_jobs, early_stopping=early_stopping,
-                      name=name or default_name(), seed=seed)
-
-
-def _report(app, backend, result) -> None:
-    from dogbreed.tuning_report import format_table, write_report
+def _report(app, result, best) -> None:
+    from dogbreed.report import build
+    from dogbreed.workflows.tuning import tuning_folder
 
     click.echo(f"tuning job {result.name} {result.status}: {len(result.finished)} trial(s)")
     if result.status != "Completed" and result.failure_reason:
         click.echo(f"  ({result.failure_reason})")
-    for line in format_table(result):
+    for line in build.tuning_table(result):
         click.echo("  " + line)
-    png, html = write_report(result, app.workspace.root / "tuning" / result.name)
-    click.echo(f"plots: {png} {html}")
-    if result.best is None:
+    click.echo(f"report: {build.tuning_report(result, tuning_folder(app, result.name))}")
+    if best is None:
         return
-    best_job = backend.describe_job(result.best.name)
-    hps = {k: plain_value(v) for k, v in best_job.hyperparameters.items()}
-    app.workspace.update(best_job={
-        "name": result.best.name, "backend": backend.name, "tuning_job": result.name, "hyperparameters": hps,
-        "objective": {"metric": result.objective_metric, "value": result.best.objective}})
     click.echo(f"best: {result.best.name} {result.objective_metric}={result.best.objective:.4f} "
                + " ".join(f"{k}={plain_value(v)}" for k, v in sorted(result.best.hyperparameters.items())))
     click.echo("next: dogbreed train --from-best")

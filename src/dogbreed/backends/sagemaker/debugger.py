@@ -5,20 +5,20 @@ download of a finished job's debug, rule and profiler outputs for `dogbreed repo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Mapping
 
+from dogbreed.backends.base import Instrumentation
 from dogbreed.rules import config
 
 OUTPUT_PREFIXES = ("debug-output", "rule-output", "profiler-output")
 
 
-def estimator_kwargs(*, debugger: bool = True, profiler: bool = True, collection_overrides: Iterable[str] = (),
-                     rule_overrides: Mapping[str, Mapping[str, str]] | None = None,
-                     interval_ms: int = config.DEFAULT_PROFILER_INTERVAL_MS) -> dict:
+def estimator_kwargs(instrumentation: Instrumentation | None) -> dict:
     """Keyword arguments for the PyTorch estimator: DebuggerHookConfig + CollectionConfigs,
     Rule.sagemaker(...) for each built-in rule (+ ProfilerReport), ProfilerConfig with system
-    monitoring only (framework profiling is deprecated for PyTorch >= 2.0)."""
+    monitoring only (framework profiling is deprecated for PyTorch >= 2.0). None: all off."""
     from dogbreed.backends.sagemaker.session import import_sagemaker
+
+    i = instrumentation or Instrumentation(debugger=False, profiler=False)
 
     import_sagemaker()
     from sagemaker.debugger import (CollectionConfig, DebuggerHookConfig, ProfilerConfig, ProfilerRule, Rule,
@@ -26,20 +26,20 @@ def estimator_kwargs(*, debugger: bool = True, profiler: bool = True, collection
 
     kwargs: dict = {}
     rules = []
-    if debugger:
+    if i.debugger:
         colls = {name: CollectionConfig(name=name, parameters=params)
-                 for name, params in config.collections(collection_overrides).items()}
+                 for name, params in config.collections(i.collection_overrides).items()}
         kwargs["debugger_hook_config"] = DebuggerHookConfig(collection_configs=list(colls.values()))
         for name, spec in config.RULES.items():
             # the rule's collections are ours (not rulesconfig's save_interval 500), so the
             # SDK's de-duplicated union keeps one config per collection
             rules.append(Rule.sagemaker(getattr(rule_configs, spec["config"])(),
-                                        rule_parameters=dict((rule_overrides or {}).get(name, {})) or None,
+                                        rule_parameters=dict(i.rule_params.get(name, {})) or None,
                                         collections_to_save=[colls[c] for c in spec["collections"] if c in colls]))
     else:
         kwargs["debugger_hook_config"] = False
-    if profiler:
-        kwargs["profiler_config"] = ProfilerConfig(system_monitor_interval_millis=config.check_interval(interval_ms))
+    if i.profiler:
+        kwargs["profiler_config"] = ProfilerConfig(system_monitor_interval_millis=config.check_interval(i.interval_ms))
         rules.append(ProfilerRule.sagemaker(rule_configs.ProfilerReport()))
     else:
         kwargs["disable_profiler"] = True

@@ -47,6 +47,15 @@ class AwsSettings:
     max_wait_s: int | None = None  # spot only; >= max_run_s
     extra: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_settings(cls, s) -> "AwsSettings":
+        """The SageMaker backend's view of the resolved `dogbreed.settings.Settings`."""
+        return cls(region=s.region, profile=s.profile, role=s.role, bucket=s.bucket, prefix=s.prefix,
+                   instance_type=s.instance_type, tuning_instance_type=s.tuning_instance_type,
+                   inference_instance_type=s.inference_instance_type, framework_version=s.framework_version,
+                   inference_framework_version=s.inference_framework_version, py_version=s.py_version,
+                   spot=s.spot, max_run_s=s.max_run, max_wait_s=s.effective_max_wait())
+
 
 class AwsContext:
     """Lazily built boto3 + SageMaker sessions for one set of settings."""

@@ -1,0 +1,72 @@
+"""Endpoints: which model to deploy, which endpoint `predict` asks, and what the workspace remembers."""
+
+from __future__ import annotations
+
+from dogbreed.backends.base import EndpointDescription, EndpointSpec, LogSink
+from dogbreed.workflows import Session
+
+
+def recorded_model(session: Session) -> str:
+    """The model artifact of the last completed training job."""
+    model = session.workspace.require("model_data",
+                                      "train a model first (`dogbreed train ...`) or pass --model-data")
+    return model["uri"]
+
+
+def deploy(session: Session, spec: EndpointSpec, log: LogSink | None = None) -> EndpointDescription:
+    """Deploy on the chosen backend and remember the endpoint for `predict`."""
+    backend = session.backend()
+    desc = backend.deploy_endpoint(spec, log=log)
+    session.workspace.update(endpoint={"name": desc.name, "backend": backend.name, "url": desc.url,
+                                       "model_data": spec.model_data,
+                                       **{k: desc.extra[k] for k in ("pid", "port") if k in desc.extra}})
+    return desc
+
+
+def resolve_endpoint(session: Session, name: str | None) -> tuple:
+    """(backend, name, url) of the endpoint to ask: `name` on the chosen backend, else the recorded one."""
+    from dogbreed.errors import StateError
+
+    recorded = session.workspace.get("endpoint") or {}
+    if name and name != recorded.get("name"):
+        return session.backend(), name, None
+    if not recorded:
+        raise StateError("no endpoint deployed: run `dogbreed deploy` (or pass --endpoint NAME)")
+    return session.backend(recorded["backend"]), recorded["name"], recorded.get("url")
+
+
+def undeploy(session: Session, name: str | None) -> tuple[str, str]:
+    """Delete `name` (default: the recorded endpoint); returns (name, backend name)."""
+    from dogbreed.errors import StateError
+
+    recorded = session.workspace.get("endpoint") or {}
+    if name is None and not recorded:
+        raise StateError("no endpoint recorded: pass NAME (`dogbreed endpoints` lists them)")
+    target = name or recorded["name"]
+    backend = session.backend(recorded["backend"] if target == recorded.get("name") else None)
+    backend.delete_endpoint(target)
+    if target == recorded.get("name"):
+        session.workspace.update(endpoint=None)
+    return target, backend.name
+
+
+def list_endpoints(session: Session) -> tuple[list[EndpointDescription], str | None]:
+    """Endpoints of the chosen backend, and the name of the one recorded for `predict`."""
+    return session.backend().list_endpoints(), (session.workspace.get("endpoint") or {}).get("name")
+
+
+def find_leftovers(session: Session, *, expired_only: bool = False, prefix: str | None = None):
+    """(backend, resources): billable resources of the project on a backend that has any to clean up."""
+    backend = session.backend_with("find_leftovers")
+    recorded = session.workspace.get("endpoint") or {}
+    remembered = (recorded["name"],) if recorded.get("backend") == backend.name else ()
+    return backend, backend.require("find_leftovers")(prefix=prefix, endpoints=remembered, expired_only=expired_only)
+
+
+def delete_leftovers(session: Session, backend, resources: list):
+    """Delete them; yields (resource, error or None) and forgets a recorded endpoint that went."""
+    recorded = session.workspace.get("endpoint") or {}
+    for resource, error in backend.require("delete_leftovers")(resources):
+        if error is None and resource.kind == "endpoint" and resource.name == recorded.get("name"):
+            session.workspace.update(endpoint=None)
+        yield resource, error

@@ -1,0 +1,94 @@
+"""Tuning jobs: the spec (search space, strategy, caps), starting or following one, and the best trial."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from dogbreed.backends.base import IN_PROGRESS, LogSink, TuningProgress, TuningResult, TuningSpec
+from dogbreed.workflows import Session
+from dogbreed.workflows.data import resolve_data
+
+ENTRY_POINT = "hpo.py"
+# SageMaker's HyperParameterTuningJobName rule, applied on both backends so names travel.
+NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
+
+
+def default_name() -> str:
+    import secrets
+
+    return f"dbhpo-{time.strftime('%y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def tuning_spec(session: Session, *, data: str | None, static: dict[str, Any], ranges=(), space_file: str | None = None,
+                objective: str | None = None, strategy: str = "bayesian", max_jobs: int = 4,
+                max_parallel_jobs: int = 2, early_stopping: bool = False, seed: int | None = None,
+                name: str | None = None) -> TuningSpec:
+    """Everything checked here, before any job starts; `static` is already checked against hpo.py."""
+    from dogbreed import hyperparameters as hp
+    from dogbreed.errors import ConfigError
+    from dogbreed.search_space import build_space, check_strategy
+
+    if name is not None and not NAME_RE.match(name):
+        raise ConfigError(f"tuning job name {name!r} must be 1-32 letters, digits or dashes, starting with a "
+                          "letter or digit")
+    space = build_space(range_args=ranges, space_file=space_file, static=static, objective=objective,
+                        known=hp.known_script_hyperparameters(ENTRY_POINT), strategy=strategy)
+    check_strategy(strategy, space, max_jobs, max_parallel_jobs)
+    max_jobs, max_parallel_jobs = space.capped_jobs(strategy, max_jobs, max_parallel_jobs)
+    return TuningSpec(data=resolve_data(session, data), static_hyperparameters=static, space=space, strategy=strategy,
+                      max_jobs=max_jobs, max_parallel_jobs=max_parallel_jobs, early_stopping=early_stopping,
+                      name=name or default_name(), seed=seed)
+
+
+def start_tuning(session: Session, spec: TuningSpec, *, wait: bool = True, progress: TuningProgress | None = None,
+                 log: LogSink = print) -> TuningResult:
+    """Check `spec` on the chosen backend (its notes go to `log`), record it as the last tuning job, start it."""
+    backend = session.backend()
+    for note in backend.check_tuning(spec):
+        log(note)
+    log(f"tuning {spec.name} on {backend.name}: {spec.max_jobs} trial(s), {spec.max_parallel_jobs} at a time, "
+        f"{spec.strategy}; {spec.space.objective.goal} {spec.space.objective.metric} over "
+        + ", ".join(f"{n}={r.spec()}" for n, r in spec.space.ranges.items()))
+    session.workspace.update(last_tuning_job={"name": spec.name, "backend": backend.name})
+    return backend.start_tuning(spec, wait=wait, progress=progress)
+
+
+def attach_tuning(session: Session, name: str, *, wait: bool = True,
+                  progress: TuningProgress | None = None) -> TuningResult:
+    return session.backend().attach_tuning(name, wait=wait, progress=progress)
+
+
+def resume_tuning(session: Session, name: str | None, *, wait: bool = True,
+                  progress: TuningProgress | None = None) -> TuningResult:
+    """Continue an interrupted tuning job (default: the last one) without redoing finished trials."""
+    from dogbreed.errors import StateError
+
+    last = session.workspace.get("last_tuning_job") or {}
+    target = name or last.get("name")
+    if not target:
+        raise StateError("no tuning job recorded; pass --resume NAME")
+    backend = session.backend(last.get("backend") if target == last.get("name") else None)
+    return backend.require("resume_tuning")(target, wait=wait, progress=progress)
+
+
+def tuning_folder(session: Session, name: str) -> Path:
+    return session.workspace.root / "tuning" / name
+
+
+def record_result(session: Session, result: TuningResult) -> dict | None:
+    """Remember the tuning job and, when it has one, its best trial for `train --from-best`."""
+    from dogbreed.hyperparameters import plain_value
+
+    backend = session.backend()
+    session.workspace.update(last_tuning_job={"name": result.name, "backend": backend.name})
+    if result.status == IN_PROGRESS or result.best is None:
+        return None
+    best_job = backend.describe_job(result.best.name)
+    best = {"name": result.best.name, "backend": backend.name, "tuning_job": result.name,
+            "hyperparameters": {k: plain_value(v) for k, v in best_job.hyperparameters.items()},
+            "objective": {"metric": result.objective_metric, "value": result.best.objective}}
+    session.workspace.update(best_job=best)
+    return best
