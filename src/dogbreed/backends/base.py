@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from dogbreed.serving.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
+
 # SageMaker's TrainingJobStatus values, used by both backends.
 IN_PROGRESS, COMPLETED, FAILED, STOPPING, STOPPED = "InProgress", "Completed", "Failed", "Stopping", "Stopped"
 TERMINAL = (COMPLETED, FAILED, STOPPED)
@@ -162,8 +164,8 @@ class EndpointSpec:
     name: str | None = None  # None: dogbreed-<timestamp>
     # local server
     port: int = 8080
-    max_batch_size: int = 16
-    max_wait_ms: float = 5.0
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_wait_ms: float = DEFAULT_MAX_WAIT_MS
     # SageMaker
     instance_type: str | None = None  # None: the configured inference instance type
     serverless: bool = False
