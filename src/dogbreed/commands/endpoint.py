@@ -237,9 +237,9 @@ def serve(app, model, host, port, max_batch_size, max_wait_ms):
     import tempfile
     from pathlib import Path
 
-    from dogbreed.backends.local.endpoints import prepare_model_dir
     from dogbreed.errors import EndpointError
     from dogbreed.serving.errors import ModelLoadError
+    from dogbreed.serving.model_dir import prepare_model_dir
     from dogbreed.serving.server import serve as run_server
 
     with tempfile.TemporaryDirectory(prefix="dogbreed-serve-") as tmp:
