@@ -39,7 +39,8 @@ def loaded(tmp_path_factory):
 
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("model")
-    cfg = ModelConfig(num_classes=5, arch="resnet18", image_size=48, classes=tuple(f"00{i}.Breed_{i}" for i in range(1, 6)))
+    classes = tuple(f"00{i}.Breed_{i}" for i in range(1, 6))
+    cfg = ModelConfig(num_classes=5, arch="resnet18", image_size=48, classes=classes)
     save_artifacts(build_model(cfg), d)
     return handler.model_fn(str(d))
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dogbreed.serving.app import REQUEST_TIMEOUT_S, ModelServer
 from dogbreed.serving.errors import HttpError
+from dogbreed.serving.limits import MAX_BODY_BYTES
 
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024  # oversized bodies up to this are read and dropped before the 413
 DEFAULT_ACCEPT = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
@@ -112,7 +113,7 @@ class Handler(BaseHTTPRequestHandler):
                     left -= len(chunk)
             self.close_connection = True
             raise HttpError(413, f"request body is {n} bytes, over the {self.app.max_body_bytes} byte limit "
-                                 "(6 MB, as SageMaker): send a smaller image")
+                                 f"({MAX_BODY_BYTES >> 20} MB, as SageMaker): send a smaller image")
         try:
             body = self.rfile.read(n)
         except TimeoutError:
