@@ -39,7 +39,8 @@ def loaded(tmp_path_factory):
 
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("model")
-    cfg = ModelConfig(num_classes=5, arch="resnet18", image_size=48, classes=tuple(f"00{i}.Breed_{i}" for i in range(1, 6)))
+    classes = tuple(f"00{i}.Breed_{i}" for i in range(1, 6))
+    cfg = ModelConfig(num_classes=5, arch="resnet18", image_size=48, classes=classes)
     save_artifacts(build_model(cfg), d)
     return handler.model_fn(str(d))
 
@@ -183,7 +184,7 @@ def test_eval_preset_matches_torchvision_to_tensor_and_normalize_bit_for_bit():
 
 
 def test_model_fn_predict_fn_and_transform_fn_run_on_one_model_thread(tmp_path):
-    from dogbreed.serving.server import ModelServer
+    from dogbreed.serving.app import ModelServer
 
     script = tmp_path / "code.py"
     script.write_text(
@@ -231,7 +232,7 @@ def test_predict_and_output(loaded):
 def test_split_prediction_cuts_along_rows():
     import torch
 
-    from dogbreed.serving.server import split_prediction
+    from dogbreed.serving.batcher import split_prediction
 
     pred = {"logits": torch.arange(10).reshape(5, 2), "breeds": ["a", "b"]}
     parts = split_prediction(pred, [2, 3])
@@ -242,7 +243,7 @@ def test_split_prediction_cuts_along_rows():
 def test_batcher_merges_concurrent_requests_and_survives_errors():
     import torch
 
-    from dogbreed.serving.server import Batcher
+    from dogbreed.serving.batcher import Batcher
 
     calls = []
 
@@ -274,7 +275,7 @@ def test_batcher_merges_concurrent_requests_and_survives_errors():
 
 def test_inference_module_is_validated_like_the_toolkit(tmp_path):
     from dogbreed.serving.errors import ModelLoadError
-    from dogbreed.serving.server import InferenceModule
+    from dogbreed.serving.inference_module import InferenceModule
 
     cases = {
         "def input_fn(b, c): pass\n": "no model_fn",

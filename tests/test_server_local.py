@@ -271,3 +271,36 @@ def test_deploy_errors_are_one_line(tmp_path, workspace, cli):
     assert r.exit_code == 1 and "no model data recorded" in r.output
     r = cli("undeploy", "ghost")
     assert r.exit_code == 1 and "no local endpoint named 'ghost'" in r.output
+
+
+def test_serve_runs_the_server_in_the_foreground_until_ctrl_c(artifact, tmp_path):
+    import os
+    import signal
+    import time
+
+    from tests.conftest import BIN
+
+    port = free_port()
+    env = {**os.environ, "DOGBREED_WORKSPACE": str(tmp_path / "ws")}
+    proc = subprocess.Popen([str(BIN / "dogbreed"), "serve", str(artifact), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        assert post(port, encode(dog(), "PNG"))[0] == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "(max batch 16, max wait 5 ms)" in out and "server stopped" in out
+
+
+def test_serve_errors_are_one_line(tmp_path, workspace, cli):
+    r = cli("serve", "s3://bucket/model.tar.gz")
+    assert r.exit_code == 1 and "serves a model on this machine" in r.output
+    r = cli("serve", str(tmp_path / "missing.tar.gz"))
+    assert r.exit_code == 1 and "does not exist" in r.output

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dogbreed.rules.config import DEFAULT_PROFILER_INTERVAL_MS
+from dogbreed.serving.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
 from dogbreed.workspace import Workspace
 
 # SageMaker's TrainingJobStatus values, used by both backends.
@@ -186,8 +187,8 @@ class EndpointSpec:
     name: str | None = None  # None: dogbreed-<timestamp>
     # local server
     port: int = 8080
-    max_batch_size: int = 16
-    max_wait_ms: float = 5.0
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_wait_ms: float = DEFAULT_MAX_WAIT_MS
     # SageMaker
     instance_type: str | None = None  # None: the configured inference instance type
     serverless: bool = False

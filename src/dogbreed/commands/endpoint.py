@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import click
 
+from dogbreed.serving.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, MAX_BODY_BYTES
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
-MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit
 
 
 @click.command()
@@ -19,9 +20,9 @@ MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit
 @click.option("--name", default=None, help="Endpoint name. [default: dogbreed-<timestamp>]")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
               help="Local: port on 127.0.0.1.")
-@click.option("--max-batch-size", type=click.IntRange(1, 256), default=16, show_default=True,
+@click.option("--max-batch-size", type=click.IntRange(1, 256), default=DEFAULT_MAX_BATCH_SIZE, show_default=True,
               help="Local: most images per model call when requests arrive together.")
-@click.option("--max-wait-ms", type=click.FloatRange(0, 1000), default=5.0, show_default=True,
+@click.option("--max-wait-ms", type=click.FloatRange(0, 1000), default=DEFAULT_MAX_WAIT_MS, show_default=True,
               help="Local: how long a batch waits for requests that are still decoding.")
 @click.option("--instance-type", default=None,
               help="SageMaker real-time instance type. [default: ml.m5.large, or `inference_instance_type` in config]")
@@ -192,9 +193,9 @@ def endpoints(app, as_json):
 @click.argument("model", required=False, metavar="[MODEL]")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
-@click.option("--max-batch-size", type=click.IntRange(1, 256), default=16, show_default=True,
+@click.option("--max-batch-size", type=click.IntRange(1, 256), default=DEFAULT_MAX_BATCH_SIZE, show_default=True,
               help="Most images per model call.")
-@click.option("--max-wait-ms", type=click.FloatRange(0, 1000), default=5.0, show_default=True,
+@click.option("--max-wait-ms", type=click.FloatRange(0, 1000), default=DEFAULT_MAX_WAIT_MS, show_default=True,
               help="How long a batch waits for requests that are still decoding.")
 @click.pass_obj
 def serve(app, model, host, port, max_batch_size, max_wait_ms):
@@ -210,9 +211,9 @@ def serve(app, model, host, port, max_batch_size, max_wait_ms):
     import tempfile
     from pathlib import Path
 
-    from dogbreed.backends.local.endpoints import prepare_model_dir
     from dogbreed.errors import EndpointError
     from dogbreed.serving.errors import ModelLoadError
+    from dogbreed.serving.model_dir import prepare_model_dir
     from dogbreed.serving.server import serve as run_server
     from dogbreed.workflows.endpoints import recorded_model
 

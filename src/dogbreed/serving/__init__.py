@@ -1,1 +1,3 @@
-"""Serving core used by scripts/inference.py: pure torch + Pillow, no AWS imports."""
+"""Serving: the handler behind scripts/inference.py (`handler`) and the SageMaker-compatible model
+server that runs it locally (`server`). Pure torch + Pillow, no AWS imports; `limits` imports nothing,
+so the CLI reads the serving defaults without loading any of it."""

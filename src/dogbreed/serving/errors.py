@@ -33,3 +33,12 @@ class PayloadTooLarge(RequestError):
 
 class ModelLoadError(Exception):
     """Raised when the model directory or the inference module cannot be loaded."""
+
+
+class HttpError(Exception):
+    """Raised by the server itself with the status to answer: a request the HTTP layer refuses
+    (408, 411, 413, ...), or a model thread that is down (503) or too slow (504)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status

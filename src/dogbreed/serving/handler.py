@@ -47,7 +47,8 @@ class LoadedModel:
 
     def describe(self) -> str:
         check = "" if self.agreement is None else f", top-1 agreement with fp32 {self.agreement:.0%}"
-        return f"{self.config.arch} {self.config.image_size}px {len(self.breeds)} classes on {self.precision.describe()}{check}"
+        return (f"{self.config.arch} {self.config.image_size}px {len(self.breeds)} classes "
+                f"on {self.precision.describe()}{check}")
 
 
 # -- model -------------------------------------------------------------------------------------
