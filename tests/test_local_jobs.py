@@ -13,6 +13,7 @@ import pytest
 from dogbreed.backends.base import COMPLETED, FAILED, IN_PROGRESS, STOPPED, TrainingJobSpec
 from dogbreed.backends.local.jobs import LocalJobRunner
 from dogbreed.backends.local.layout import JobLayout
+from dogbreed.backends.local.processes import ctrl_c_stops_group, detached_worker_main, kill_group, terminate_group
 from dogbreed.errors import DataError, JobNotFoundError
 from dogbreed.training.environment import TrainingEnv
 from dogbreed.workspace import Workspace
@@ -27,6 +28,19 @@ def runner(workspace):
 def spec(data, **hps):
     return TrainingJobSpec(entry_point="hpo.py", hyperparameters={**TINY_HPS, "epochs": 1, **hps}, data=str(data),
                            base_name="t")
+
+
+def wait_for(condition, timeout_s: float, step_s: float = 0.2) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and not condition():
+        time.sleep(step_s)
+
+
+def read_until_first_epoch(proc: subprocess.Popen) -> None:
+    """Read the CLI's output until its first epoch line, when the job is training."""
+    for line in proc.stdout:
+        if line.startswith("epoch 1/"):
+            break
 
 
 def test_completed_job_layout_metrics_and_artifact(runner, sample_data):
@@ -80,10 +94,8 @@ def test_missing_dataset_fails_before_any_job(runner, tmp_path):
 
 def test_stop_marks_stopped_without_artifact(runner, sample_data):
     running = runner.start(spec(sample_data, epochs=50, patience=0))
-    deadline = time.time() + 120
-    while time.time() < deadline and "#metric epoch=" not in (runner.layout(running.name).log_file.read_text()
-                                                               if runner.layout(running.name).log_file.exists() else ""):
-        time.sleep(0.2)
+    log_file = runner.layout(running.name).log_file
+    wait_for(lambda: log_file.exists() and "#metric epoch=" in log_file.read_text(), 120)
     running.stop()
     job = running.wait(60)
     assert job.status == STOPPED and job.model_data is None
@@ -119,9 +131,7 @@ def test_ctrl_c_on_the_cli_marks_the_job_stopped(workspace, sample_data):
             *sum(([f"--{k}", str(v)] for k, v in TINY_HPS.items() if k in ("arch", "weights", "image-size")), []),
             "-H", "patience=0", "-H", "workers=0"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
-        if line.startswith("epoch 1/"):
-            break
+    read_until_first_epoch(proc)
     proc.send_signal(signal.SIGINT)
     rest = proc.communicate(timeout=60)[0]
     assert proc.returncode != 0, rest[-3000:]
@@ -135,9 +145,7 @@ def test_killed_job_restarts_from_its_last_checkpoint(runner, sample_data):
     """SIGKILL the training process after its first epoch; restart resumes, not redoes."""
     running = runner.start(spec(sample_data, epochs=3, patience=0))
     layout = runner.layout(running.name)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (layout.checkpoint_dir / "checkpoint.pth").exists():
-        time.sleep(0.2)
+    wait_for((layout.checkpoint_dir / "checkpoint.pth").exists, 120)
     time.sleep(0.5)  # let the atomic rename settle
     os.killpg(runner.describe(running.name).pid, signal.SIGKILL)
     killed = running.wait(60)
@@ -159,14 +167,9 @@ def test_train_resume_on_the_cli_continues_a_killed_job(workspace, sample_data, 
     proc = subprocess.Popen([sys.executable, "-m", "dogbreed", *map(str, args)],
                             env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     runner = LocalJobRunner(Workspace.resolve(workspace))
-    for line in proc.stdout:
-        if line.startswith("epoch 1/"):
-            break
+    read_until_first_epoch(proc)
     (job,) = runner.list()
-    ckpt = runner.layout(job.name).checkpoint_dir / "checkpoint.pth"
-    deadline = time.time() + 60
-    while not ckpt.exists() and time.time() < deadline:
-        time.sleep(0.1)
+    wait_for((runner.layout(job.name).checkpoint_dir / "checkpoint.pth").exists, 60, step_s=0.1)
     os.killpg(job.pid, signal.SIGKILL)  # the training process dies mid-run (OOM killer, say)
     out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 1
@@ -176,3 +179,45 @@ def test_train_resume_on_the_cli_continues_a_killed_job(workspace, sample_data, 
     assert "resumed from" in resumed.stdout and "Completed" in resumed.stdout
     assert runner.describe(job.name).status == COMPLETED
     assert json.loads((workspace / "state.json").read_text())["model_data"]["job"] == job.name
+
+
+def test_detached_job_runs_in_its_own_process(runner, sample_data):
+    desc = runner.run_detached(spec(sample_data))
+    wait_for(lambda: runner.describe(desc.name).status != IN_PROGRESS, 300)
+    job = runner.describe(desc.name)
+    assert job.status == COMPLETED, job.failure_reason
+    assert job.extra["runner_pid"] != os.getpid()
+
+
+def test_detached_worker_main_reads_workspace_and_name(tmp_path):
+    calls = []
+    detached_worker_main(lambda workspace, name: calls.append((workspace.root, name)), [str(tmp_path), "job-1"])
+    assert calls == [(Workspace.resolve(tmp_path).root, "job-1")]
+
+
+def sleeper(ignore_sigterm: bool = False) -> subprocess.Popen:
+    code = "import signal, time\n"
+    if ignore_sigterm:
+        code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    code += "print('ready', flush=True)\ntime.sleep(60)\n"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout.readline() == "ready\n"  # its SIGTERM handler is in place
+    return proc
+
+
+def test_terminate_group_kills_what_ignores_sigterm():
+    proc = sleeper(ignore_sigterm=True)
+    started = time.monotonic()
+    terminate_group(proc, grace=0.5)
+    assert proc.returncode == -signal.SIGKILL and time.monotonic() - started < 10
+    assert not kill_group(proc.pid, signal.SIGTERM)  # the group is gone
+
+
+def test_ctrl_c_terminates_the_group_and_restores_the_handler():
+    before = signal.getsignal(signal.SIGINT)
+    proc = sleeper()
+    with ctrl_c_stops_group(proc) as ctrl_c:
+        os.kill(os.getpid(), signal.SIGINT)
+        proc.wait(10)
+    assert ctrl_c.pressed and proc.returncode == -signal.SIGTERM
+    assert signal.getsignal(signal.SIGINT) is before

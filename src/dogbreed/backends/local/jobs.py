@@ -22,25 +22,23 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import tarfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from dogbreed import hyperparameters as hp
-from dogbreed.backends.base import (COMPLETED, FAILED, IN_PROGRESS, STOPPED, TERMINAL, JobDescription,
+from dogbreed.backends.base import (COMPLETED, FAILED, IN_PROGRESS, STOPPED, TERMINAL, JobDescription, LogSink,
                                     TrainingJobSpec, scripts_dir)
 from dogbreed.backends.local.layout import JobLayout, python_command
-from dogbreed.backends.local.processes import pid_alive
+from dogbreed.backends.local.processes import (ctrl_c_stops_group, detached_worker_main, kill_group, pid_alive,
+                                               start_detached_worker, terminate_group)
 from dogbreed.errors import DataError, JobNotFoundError
 from dogbreed.training import metrics
 from dogbreed.workspace import Workspace, atomic_write_json
 
 PLUGINS: list[str] = ["dogbreed.backends.local.debugger:DebuggerPlugin"]
-LogSink = Callable[[str], None]
-TERM_GRACE_S = 10.0  # after SIGTERM, a job gets this long to exit before SIGKILL
 
 
 def job_name(base: str) -> str:
@@ -57,11 +55,33 @@ def _load_plugins():
     return out
 
 
+@dataclass
+class RunState:
+    """One run's process and why it ended early, shared by the thread running the job,
+    `RunningJob.stop()` and the max_run timer."""
+
+    proc: subprocess.Popen | None = None  # None until the script's process has started
+    stop_requested: bool = False  # `RunningJob.stop()`
+    timed_out: bool = False  # the job's max_run_s passed
+
+    def stop(self) -> None:
+        self.stop_requested = True
+        self._terminate()
+
+    def time_out(self) -> None:
+        self.timed_out = True
+        self._terminate()
+
+    def _terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            terminate_group(self.proc)
+
+
 class RunningJob:
     """A started job: `wait()` for its description, `stop()` to end it early (Stopped)."""
 
-    def __init__(self, runner: "LocalJobRunner", name: str, thread: threading.Thread, proc_box: dict):
-        self.runner, self.name, self._thread, self._box = runner, name, thread, proc_box
+    def __init__(self, runner: "LocalJobRunner", name: str, thread: threading.Thread, state: RunState):
+        self.runner, self.name, self._thread, self._state = runner, name, thread, state
 
     def wait(self, timeout: float | None = None) -> JobDescription:
         self._thread.join(timeout)
@@ -71,53 +91,7 @@ class RunningJob:
         return not self._thread.is_alive()
 
     def stop(self) -> None:
-        self._box["stop_requested"] = True
-        proc = self._box.get("proc")
-        if proc is not None and proc.poll() is None:
-            _terminate(proc)
-
-
-def _stop_on_sigint(proc: subprocess.Popen, box: dict):
-    """In the main thread, make Ctrl-C stop the job through a handler instead of a
-    KeyboardInterrupt: Python drops an exception raised while a finalizer (`__del__`) runs,
-    so an unlucky Ctrl-C would be lost and the job would run on. Ctrl-C sends SIGTERM to the
-    job's process group, then SIGKILL after `TERM_GRACE_S` or at a second Ctrl-C; the log loop
-    ends when the job's output does. Returns the previous handler."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum, frame):
-        if box.get("interrupted"):
-            return _kill_group(proc, signal.SIGKILL)
-        box["interrupted"] = True
-        _kill_group(proc, signal.SIGTERM)
-        escalate = threading.Timer(TERM_GRACE_S, lambda: proc.poll() is None and _kill_group(proc, signal.SIGKILL))
-        escalate.daemon = True
-        escalate.start()
-
-    return signal.signal(signal.SIGINT, handler)
-
-
-def _kill_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _terminate(proc: subprocess.Popen, grace: float = TERM_GRACE_S) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        self._state.stop()
 
 
 class LocalJobRunner:
@@ -136,7 +110,8 @@ class LocalJobRunner:
         try:
             desc = JobDescription.from_dict(json.loads(path.read_text()))
         except FileNotFoundError:
-            raise JobNotFoundError(f"no local job named {name!r} in {self.ws.jobs_dir}; `dogbreed jobs` lists them") from None
+            raise JobNotFoundError(f"no local job named {name!r} in {self.ws.jobs_dir}; "
+                                   "`dogbreed jobs` lists them") from None
         if desc.status == IN_PROGRESS and desc.extra.get("runner_pid") and not pid_alive(desc.extra["runner_pid"]):
             desc.status, desc.ended = FAILED, desc.ended or time.time()
             desc.failure_reason = "the process running this job died (killed or machine restarted)"
@@ -175,11 +150,11 @@ class LocalJobRunner:
 
     def start(self, spec: TrainingJobSpec, log: LogSink | None = None) -> RunningJob:
         desc = self.prepare(spec)
-        box: dict = {}
-        t = threading.Thread(target=self._execute_safely, args=(desc.name, log, box), daemon=True,
+        state = RunState()
+        t = threading.Thread(target=self._execute_safely, args=(desc.name, log, state), daemon=True,
                              name=f"job-{desc.name}")
         t.start()
-        return RunningJob(self, desc.name, t, box)
+        return RunningJob(self, desc.name, t, state)
 
     def run(self, spec: TrainingJobSpec, log: LogSink | None = None) -> JobDescription:
         """Run in the foreground; Ctrl-C stops the job (recorded Stopped) and re-raises."""
@@ -189,9 +164,7 @@ class LocalJobRunner:
     def run_detached(self, spec: TrainingJobSpec) -> JobDescription:
         """Start in a background process that outlives this one (`--no-wait`)."""
         desc = self.prepare(spec)
-        subprocess.Popen([sys.executable, "-m", "dogbreed.backends.local.jobs", str(self.ws.root), desc.name],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
+        start_detached_worker("dogbreed.backends.local.jobs", self.ws, desc.name)
         return desc
 
     def restart(self, name: str, log: LogSink | None = None) -> JobDescription:
@@ -205,26 +178,23 @@ class LocalJobRunner:
         if desc.status == IN_PROGRESS:
             raise ConfigError(f"job {name} is still running (pid {desc.extra.get('runner_pid')}); stop it first")
         if pid_alive(desc.pid, cmdline_contains=desc.entry_point):  # orphaned by a runner that died
-            try:
-                os.killpg(desc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            kill_group(desc.pid, signal.SIGKILL)
         desc.status, desc.ended, desc.failure_reason, desc.model_data = IN_PROGRESS, None, None, None
         desc.extra["restarts"] = desc.extra.get("restarts", 0) + 1
         self._write(desc)
         return self.execute(name, log)
 
-    def _execute_safely(self, name, log, box):
+    def _execute_safely(self, name: str, log: LogSink | None, state: RunState) -> None:
         try:
-            self.execute(name, log, box)
+            self.execute(name, log, state)
         except Exception as exc:  # recorded as Failed; never kill the caller's thread pool
             desc = self.describe(name)
             if desc.status not in TERMINAL:
                 desc.status, desc.ended, desc.failure_reason = FAILED, time.time(), f"runner error: {exc}"
                 self._write(desc)
 
-    def execute(self, name: str, log: LogSink | None = None, box: dict | None = None) -> JobDescription:
-        box = {} if box is None else box
+    def execute(self, name: str, log: LogSink | None = None, state: RunState | None = None) -> JobDescription:
+        state = RunState() if state is None else state
         layout = self.layout(name)
         desc = self.describe(name)
         user_hps = dict(desc.hyperparameters)
@@ -233,6 +203,9 @@ class LocalJobRunner:
         env.update(layout.environment(job_name=name, entry_point=desc.entry_point, user_hps=user_hps,
                                       channels=channels))
         env.update(desc.extra.get("env") or {})
+        # Encoded and decoded again so that the script's arguments are what the training toolkit
+        # makes of hyperparameters.json: decoding drops SageMaker's reserved keys (`sagemaker_*`,
+        # the tuner's objective), which the script's argument parser would reject.
         cmd = python_command(desc.entry_point, hp.to_cmd_args(hp.decode(hp.encode(user_hps))),
                              int(desc.extra.get("processes") or 1))
         plugins = _load_plugins()
@@ -244,7 +217,7 @@ class LocalJobRunner:
             proc = subprocess.Popen(cmd, cwd=layout.code_dir, env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1,
                                     start_new_session=True, errors="replace")
-            box["proc"] = proc
+            state.proc = proc
             desc.pid = proc.pid
             self._write(desc)
             for plugin in plugins:
@@ -252,35 +225,33 @@ class LocalJobRunner:
             deadline = desc.started + desc.extra["max_run_s"] if desc.extra.get("max_run_s") else None
             timer = None
             if deadline:
-                timer = threading.Timer(max(0.0, deadline - time.time()), lambda: (box.update(timed_out=True), _terminate(proc)))
+                timer = threading.Timer(max(0.0, deadline - time.time()), state.time_out)
                 timer.daemon = True
                 timer.start()
-            previous_sigint = _stop_on_sigint(proc, box)
-            try:
-                for line in proc.stdout:
-                    logfh.write(line)
-                    for metric, value in metrics.parse_line(line).items():
-                        series.setdefault(metric, []).append(value)
-                    if log:
-                        log(line.rstrip("\n"))
-                rc = proc.wait()
-            except KeyboardInterrupt as exc:
-                interrupted = exc
-                _terminate(proc)
-                rc = proc.returncode
-            finally:
-                if timer:
-                    timer.cancel()
-                if previous_sigint is not None:
-                    signal.signal(signal.SIGINT, previous_sigint)
-        if box.get("interrupted") and interrupted is None:
+            with ctrl_c_stops_group(proc) as ctrl_c:
+                try:
+                    for line in proc.stdout:
+                        logfh.write(line)
+                        for metric, value in metrics.parse_line(line).items():
+                            series.setdefault(metric, []).append(value)
+                        if log:
+                            log(line.rstrip("\n"))
+                    rc = proc.wait()
+                except KeyboardInterrupt as exc:
+                    interrupted = exc
+                    terminate_group(proc)
+                    rc = proc.returncode
+                finally:
+                    if timer:
+                        timer.cancel()
+        if ctrl_c.pressed and interrupted is None:
             interrupted = KeyboardInterrupt()
         desc.ended = time.time()
         desc.metric_series = series
         desc.metrics = metrics.final_metrics(series)
-        if interrupted is not None or box.get("stop_requested"):
+        if interrupted is not None or state.stop_requested:
             desc.status, desc.failure_reason = STOPPED, "stopped by the user" if interrupted else "stopped"
-        elif box.get("timed_out"):
+        elif state.timed_out:
             desc.status, desc.failure_reason = STOPPED, f"max_run of {desc.extra['max_run_s']} s reached"
         elif rc == 0:
             try:
@@ -333,9 +304,8 @@ def pack_model(layout: JobLayout) -> Path:
     return out
 
 
-def main(argv=None) -> None:  # detached worker: python -m dogbreed.backends.local.jobs WORKSPACE NAME
-    argv = sys.argv[1:] if argv is None else argv
-    LocalJobRunner(Workspace.resolve(argv[0])).execute(argv[1])
+def main(argv: list[str] | None = None) -> None:  # the worker that `LocalJobRunner.run_detached` starts
+    detached_worker_main(lambda workspace, name: LocalJobRunner(workspace).execute(name), argv)
 
 
 if __name__ == "__main__":

@@ -127,7 +127,9 @@ class JobLayout:
 
 
 def _num_gpus() -> int:
-    return len([d for d in os.listdir("/dev") if d.startswith("nvidia") and d[6:].isdigit()]) if os.path.isdir("/dev") else 0
+    if not os.path.isdir("/dev"):
+        return 0
+    return len([d for d in os.listdir("/dev") if d.startswith("nvidia") and d[6:].isdigit()])
 
 
 def python_command(entry_point: str, args: list[str], processes: int) -> list[str]:

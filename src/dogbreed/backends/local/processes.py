@@ -1,9 +1,26 @@
-"""Is a recorded process still ours and alive? Shared by jobs, tuning and endpoints."""
+"""The local backend's process code, shared by jobs, tuning and endpoints: is a recorded process
+still ours and alive, stopping a process group (also on Ctrl-C), and detached workers.
+
+A detached worker is `python -m MODULE WORKSPACE NAME` in its own session, so that it outlives
+the command that started it: `start_detached_worker` starts one, and MODULE's `main` is
+`detached_worker_main` with what to do for (workspace, name).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
+
+from dogbreed.workspace import Workspace
+
+TERM_GRACE_S = 10.0  # after SIGTERM, a process group gets this long to exit before SIGKILL
 
 
 def pid_alive(pid: int | None, cmdline_contains: str | None = None) -> bool:
@@ -28,3 +45,77 @@ def pid_alive(pid: int | None, cmdline_contains: str | None = None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def kill_group(pid: int, sig: int) -> bool:
+    """Send `sig` to the process group `pid` leads; False if that group is gone."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def terminate_group(proc: subprocess.Popen, grace: float = TERM_GRACE_S) -> None:
+    """SIGTERM the group `proc` leads and wait for `proc`; SIGKILL the group if `proc` is still
+    running after `grace` seconds."""
+    if not kill_group(proc.pid, signal.SIGTERM):
+        return
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@dataclass
+class CtrlC:
+    pressed: bool = False  # set by the SIGINT handler of `ctrl_c_stops_group`
+
+
+@contextlib.contextmanager
+def ctrl_c_stops_group(proc: subprocess.Popen, grace: float = TERM_GRACE_S) -> Iterator[CtrlC]:
+    """In the main thread, make Ctrl-C stop the group `proc` leads through a handler instead of
+    a KeyboardInterrupt: Python drops an exception raised while a finalizer (`__del__`) runs,
+    so an unlucky Ctrl-C would be lost and the job would run on. Ctrl-C sends SIGTERM to the
+    group, then SIGKILL after `grace` seconds or at a second Ctrl-C; whoever reads `proc`'s
+    output sees it end. The previous handler is back on exit; `CtrlC.pressed` says whether
+    Ctrl-C was pressed meanwhile. In other threads this changes nothing."""
+    ctrl_c = CtrlC()
+    if threading.current_thread() is not threading.main_thread():
+        yield ctrl_c
+        return
+
+    def handler(signum, frame):
+        if ctrl_c.pressed:
+            kill_group(proc.pid, signal.SIGKILL)
+            return
+        ctrl_c.pressed = True
+        kill_group(proc.pid, signal.SIGTERM)
+        escalate = threading.Timer(grace, lambda: proc.poll() is None and kill_group(proc.pid, signal.SIGKILL))
+        escalate.daemon = True
+        escalate.start()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield ctrl_c
+    finally:
+        if previous is not None:  # None: the previous handler was not set from Python
+            signal.signal(signal.SIGINT, previous)
+
+
+def start_detached_worker(module: str, workspace: Workspace, name: str, log_file: Path | None = None) -> int:
+    """Start `python -m MODULE WORKSPACE NAME` in a new session, so that it outlives this process
+    and a Ctrl-C here does not reach it. Its output goes to `log_file`, or nowhere. Returns its pid."""
+    output = open(log_file, "a") if log_file is not None else contextlib.nullcontext(subprocess.DEVNULL)
+    with output as out:
+        proc = subprocess.Popen([sys.executable, "-m", module, str(workspace.root), name], stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc.pid
+
+
+def detached_worker_main(work: Callable[[Workspace, str], object], argv: list[str] | None = None) -> None:
+    """The `main` of a module that `start_detached_worker` starts: `work(workspace, name)` from
+    the arguments WORKSPACE NAME (`sys.argv` by default)."""
+    workspace, name = sys.argv[1:] if argv is None else argv
+    work(Workspace.resolve(workspace), name)

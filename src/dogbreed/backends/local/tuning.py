@@ -29,7 +29,7 @@ from pathlib import Path
 from dogbreed.backends.base import (COMPLETED, FAILED, IN_PROGRESS, STOPPED, TrainingJobSpec, TrialResult,
                                     TuningProgress, TuningResult, TuningSpec)
 from dogbreed.backends.local.jobs import LocalJobRunner, RunningJob, job_name
-from dogbreed.backends.local.processes import pid_alive
+from dogbreed.backends.local.processes import detached_worker_main, pid_alive
 from dogbreed.errors import ConfigError, JobNotFoundError
 from dogbreed.search_space import Categorical, Continuous, Integer, SearchSpace
 from dogbreed.training import metrics
@@ -335,9 +335,8 @@ def suggest(trial, space: SearchSpace) -> dict:
     return out
 
 
-def main(argv=None) -> None:  # detached driver: python -m dogbreed.backends.local.tuning WORKSPACE NAME
-    argv = sys.argv[1:] if argv is None else argv
-    LocalTuner(Workspace.resolve(argv[0])).drive(argv[1])
+def main(argv: list[str] | None = None) -> None:  # the driver that `LocalTuner.start_detached` starts
+    detached_worker_main(lambda workspace, name: LocalTuner(workspace).drive(name), argv)
 
 
 if __name__ == "__main__":
