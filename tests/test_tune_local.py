@@ -144,7 +144,7 @@ def test_resume_after_ctrl_c_and_crash(cli, workspace, sample_data):
     (["--range", "lr="], "range lr is empty"),
     (["--range", "lr=0.1:0.01:log"], "is empty: LOW must be below HIGH"),
     (["--max-jobs", "2", "--max-parallel-jobs", "3"], "--max-parallel-jobs 3 is more than --max-jobs 2"),
-    (["--name", "bad_name!"], "must be 1-32 letters, digits or dashes"),
+    (["--name", "bad_name!"], "use 1-32 letters, digits and dashes"),
 ])
 def test_bad_input_fails_before_any_job(cli, workspace, sample_data, args, message):
     r = cli("tune", "--data", sample_data, *TINY, *args)

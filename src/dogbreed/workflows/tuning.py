@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,6 @@ from dogbreed.workflows import Session
 from dogbreed.workflows.data import resolve_data
 
 ENTRY_POINT = "hpo.py"
-# SageMaker's HyperParameterTuningJobName rule, applied on both backends so names travel.
-NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
 
 
 def default_name() -> str:
@@ -28,12 +25,11 @@ def tuning_spec(session: Session, *, data: str | None, static: dict[str, Any], r
                 name: str | None = None) -> TuningSpec:
     """Everything checked here, before any job starts; `static` is already checked against hpo.py."""
     from dogbreed import hyperparameters as hp
-    from dogbreed.errors import ConfigError
+    from dogbreed.names import TUNING_JOB_MAX_LENGTH, check_name
     from dogbreed.search_space import build_space, check_strategy
 
-    if name is not None and not NAME_RE.match(name):
-        raise ConfigError(f"tuning job name {name!r} must be 1-32 letters, digits or dashes, starting with a "
-                          "letter or digit")
+    if name is not None:  # SageMaker's tuning-job rule on both backends, so names travel
+        check_name(name, "tuning job name", TUNING_JOB_MAX_LENGTH)
     space = build_space(range_args=ranges, space_file=space_file, static=static, objective=objective,
                         known=hp.known_script_hyperparameters(ENTRY_POINT), strategy=strategy)
     check_strategy(strategy, space, max_jobs, max_parallel_jobs)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -25,6 +24,7 @@ from pathlib import Path
 from dogbreed.backends.base import EndpointConnection, EndpointDescription, EndpointSpec
 from dogbreed.backends.local.processes import pid_alive
 from dogbreed.errors import EndpointError
+from dogbreed.names import check_name
 from dogbreed.serving.client import EndpointClient
 from dogbreed.serving.model_dir import prepare_model_dir
 from dogbreed.workspace import Workspace, atomic_write_json
@@ -32,7 +32,6 @@ from dogbreed.workspace import Workspace, atomic_write_json
 EndpointConnection.register(EndpointClient)
 
 SERVER_MODULE = "dogbreed.serving.server"
-NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's endpoint name rule
 CREATING, IN_SERVICE, OUT_OF_SERVICE, FAILED = "Creating", "InService", "OutOfService", "Failed"
 STOP_GRACE_S = 10.0
 
@@ -110,8 +109,7 @@ class LocalEndpoints:
 
         log = log or (lambda _m: None)
         name = spec.name or job_name("dogbreed")
-        if not NAME_RE.match(name):
-            raise EndpointError(f"endpoint name {name!r} is invalid: use letters, digits and dashes (max 63)")
+        check_name(name, "endpoint name")
         existing = self._read(name)
         if existing and process_running(existing.extra.get("pid")):
             raise EndpointError(f"endpoint {name!r} is already running at {existing.url}: "
