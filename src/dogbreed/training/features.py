@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from dogbreed.training.files import torch_save_atomic
+
 ENV_FEATURE_CACHE = "DOGBREED_FEATURE_CACHE"
 FORMAT_VERSION = 1
 # Images per backbone call while filling the cache. No gradients are kept, so this is about
@@ -95,40 +97,36 @@ class FeatureCache:
     def path(self, key: FeatureKey) -> Path:
         return self.root / f"{key.digest()}.pt"
 
-    def _load(self, path: Path, key: FeatureKey):
+    def _hit(self, key: FeatureKey):
+        """(features, labels) stored for `key`, counted as a hit; None if absent or unusable."""
         import torch
 
+        path = self.path(key)
+        if not path.is_file():
+            return None
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # torn or foreign file: recompute rather than fail the trial
             return None
         if blob.get("key") != asdict(key):
             return None
+        self.hits += 1
         return blob["features"], blob["labels"]
 
     def get(self, key: FeatureKey, compute: Callable[[], tuple]):
         """(features, labels) for `key`, computing and storing them on a miss."""
-        import torch
-
-        path = self.path(key)
-        if path.is_file():
-            found = self._load(path, key)
-            if found is not None:
-                self.hits += 1
-                return found
+        found = self._hit(key)
+        if found is not None:
+            return found
         with _file_lock(self.root / f".{key.digest()}.lock"):
-            if path.is_file():  # another trial computed it while we waited
-                found = self._load(path, key)
-                if found is not None:
-                    self.hits += 1
-                    return found
+            found = self._hit(key)  # another trial may have computed it while we waited
+            if found is not None:
+                return found
             start = time.perf_counter()
             features, labels = compute()
             self.compute_seconds += time.perf_counter() - start
             self.misses += 1
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            torch.save({"key": asdict(key), "features": features, "labels": labels}, tmp)
-            os.replace(tmp, path)
+            torch_save_atomic({"key": asdict(key), "features": features, "labels": labels}, self.path(key))
             return features, labels
 
 
@@ -168,9 +166,7 @@ def build_backbone_model(config, weights: str | None, cache: "FeatureCache | Non
         with _file_lock(cache.root / f".{path.name}.lock"):
             if not path.is_file():
                 model = build_model(config, weights)
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                torch.save(model.backbone.state_dict(), tmp)
-                os.replace(tmp, path)
+                torch_save_atomic(model.backbone.state_dict(), path)
                 return model
     return build_model_with_backbone(config, torch.load(path, map_location="cpu", weights_only=True))
 

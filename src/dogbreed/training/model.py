@@ -17,6 +17,7 @@ from dogbreed.errors import ConfigError, WeightsUnavailableError
 from dogbreed.training.choices import (ARCHS, DEFAULT_ARCH, DEFAULT_DROPOUT, DEFAULT_FREEZE, DEFAULT_HEAD,
                                        DEFAULT_HIDDEN_UNITS, DEFAULT_IMAGE_SIZE, FREEZE_CHOICES, HEAD_CHOICES,
                                        MIN_IMAGE_SIZE)
+from dogbreed.training.files import torch_save_atomic
 from dogbreed.training.presets import IMAGENET_MEAN, IMAGENET_STD
 
 MODEL_FILE = "model.pth"
@@ -70,7 +71,8 @@ class ModelConfig:
 
 def breed_name(class_folder: str) -> str:
     """'001.Affenpinscher' -> 'Affenpinscher'; 'German_shepherd_dog' -> 'German shepherd dog'."""
-    name = class_folder.split(".", 1)[1] if "." in class_folder and class_folder.split(".", 1)[0].isdigit() else class_folder
+    number, dot, rest = class_folder.partition(".")
+    name = rest if dot and number.isdigit() else class_folder
     return name.replace("_", " ")
 
 
@@ -247,9 +249,7 @@ def save_artifacts(model, model_dir: str | os.PathLike) -> Path:
     config: ModelConfig = net.config
     state = {k: v.detach().to("cpu", dtype=v.dtype if not v.is_floating_point() else torch.float32).contiguous()
              for k, v in net.state_dict().items()}
-    tmp = model_dir / (MODEL_FILE + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, model_dir / MODEL_FILE)
+    torch_save_atomic(state, model_dir / MODEL_FILE)
     (model_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     labels = [{"index": i, "class": c, "breed": breed_name(c)} for i, c in enumerate(config.classes)]
     (model_dir / LABELS_FILE).write_text(json.dumps(labels, indent=2) + "\n")
