@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from dogbreed.training.model import ModelConfig
 
 
+METRICS_FILE = "metrics.json"  # in the output data dir: the final metrics of a run
+
+
 def log(msg: str) -> None:
     print(msg, flush=True)
 
@@ -116,13 +119,13 @@ def fit_result(state, data) -> dict:
 
 
 def save_results(model, setup: TrainingSetup, result: dict) -> None:
-    """Primary process only: the model artifacts, then metrics.json with the run's duration."""
+    """Primary process only: the model artifacts, then METRICS_FILE with the run's duration."""
     from dogbreed.training.model import save_artifacts
 
     save_artifacts(model, setup.model_dir)
     result["seconds"] = time.time() - setup.started
     setup.out_dir.mkdir(parents=True, exist_ok=True)
-    (setup.out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    (setup.out_dir / METRICS_FILE).write_text(json.dumps(result, indent=2) + "\n")
     log(f"saved model to {setup.model_dir}")
 
 
