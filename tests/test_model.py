@@ -91,3 +91,29 @@ def test_random_backbone_is_the_same_in_every_build_the_head_follows_the_seed():
     b = M.build_model(cfg())
     assert torch.equal(a.backbone.conv1.weight, b.backbone.conv1.weight)
     assert not torch.equal(a.head[0].weight, b.head[0].weight)
+
+
+@pytest.mark.parametrize("freeze", ["head", "layer4"])
+def test_model_around_a_saved_backbone_is_the_model_build_model_gives(freeze):
+    torch.manual_seed(3)
+    built = M.build_model(cfg(freeze=freeze))
+    torch.manual_seed(3)  # the same trial seed draws the same fresh head
+    rebuilt = M.build_model_with_backbone(cfg(freeze=freeze), built.backbone.state_dict())
+    assert built.state_dict().keys() == rebuilt.state_dict().keys()
+    for name, tensor in built.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[name], tensor), name
+    assert ([n for n, p in built.named_parameters() if p.requires_grad]
+            == [n for n, p in rebuilt.named_parameters() if p.requires_grad])
+
+
+def test_the_cli_and_the_scripts_share_one_set_of_choices_and_defaults():
+    from dogbreed.commands import options
+    from dogbreed.training import choices
+    from dogbreed.training.args import get_args_parser
+
+    args = get_args_parser().parse_args([])
+    config = M.ModelConfig(num_classes=2)
+    for name in ("arch", "head", "hidden_units", "dropout", "freeze", "image_size"):
+        assert getattr(args, name) == getattr(config, name) == getattr(choices, f"DEFAULT_{name.upper()}"), name
+    assert args.weights == choices.DEFAULT_WEIGHTS
+    assert tuple(options.ARCH_CHOICES) == tuple(M.ARCHS) and tuple(options.FREEZE_CHOICES) == choices.FREEZE_CHOICES

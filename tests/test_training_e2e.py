@@ -11,8 +11,9 @@ from tests.conftest import ROOT, TINY_HPS
 
 
 def script(name, data, tmp_path, *extra):
-    args = [sys.executable, str(ROOT / "scripts" / name), "--data-dir", str(data), "--model-dir", str(tmp_path / "model"),
-            "--output-data-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ckpt")]
+    args = [sys.executable, str(ROOT / "scripts" / name), "--data-dir", str(data),
+            "--model-dir", str(tmp_path / "model"), "--output-data-dir", str(tmp_path / "out"),
+            "--checkpoint-dir", str(tmp_path / "ckpt")]
     for k, v in TINY_HPS.items():
         args += [f"--{k}", str(v)]
     return subprocess.run(args + list(extra), capture_output=True, text=True, timeout=600)
@@ -51,8 +52,8 @@ def test_local_training_learns_and_the_artifact_serves(cli, workspace, sample_da
     correct = 0
     images = sorted((sample_data / "test").glob("*/*.jpg"))
     for path in images:
-        body, ctype = inference.output_fn(inference.predict_fn(inference.input_fn(path.read_bytes(), "image/jpeg"), model),
-                                          "application/json")
+        prediction = inference.predict_fn(inference.input_fn(path.read_bytes(), "image/jpeg"), model)
+        body, ctype = inference.output_fn(prediction, "application/json")
         top = json.loads(body)["predictions"][0][0]
         correct += top["breed"] == path.parent.name.split(".", 1)[1].replace("_", " ")
     assert correct / len(images) >= 0.6

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from dogbreed.training.choices import DEFAULT_ARCH, DEFAULT_FREEZE, DEFAULT_WEIGHTS
+
 # Offline defaults: a generated set and a small random-init backbone, so the run takes a few
 # minutes on 2 CPU cores. A random backbone's features are large, so learning rates above
 # ~0.01 make head training unstable: the offline range stops there. With --data (the real dogImages) the script defaults apply:
@@ -18,7 +20,7 @@ import click
 SYNTH = {"classes": 5, "per-class": 30, "image-size": 64}
 OFFLINE_MODEL = ["--arch", "resnet18", "--weights", "none", "--image-size", "64", "--freeze", "head"]
 OFFLINE_RANGES = ["--range", "lr=0.001:0.01:log", "--range", "batch-size=16,32", "--range", "epochs=8,12"]
-REAL_MODEL = ["--arch", "resnet50", "--weights", "imagenet", "--freeze", "head"]
+REAL_MODEL = ["--arch", DEFAULT_ARCH, "--weights", DEFAULT_WEIGHTS, "--freeze", DEFAULT_FREEZE]
 
 
 class Steps:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-ARCH_CHOICES = ["resnet18", "resnet34", "resnet50", "resnet101"]
-FREEZE_CHOICES = ["head", "layer4", "none"]
+from dogbreed.training.choices import (ARCH_CHOICES, DEFAULT_ARCH, DEFAULT_FREEZE, DEFAULT_IMAGE_SIZE, DEFAULT_WEIGHTS,
+                                       FREEZE_CHOICES, MIN_IMAGE_SIZE)
 
 
 def data_option(f):
@@ -16,13 +16,14 @@ def data_option(f):
 def static_hyperparameter_options(f):
     """--arch --weights --image-size --freeze and repeatable -H key=value (None = script default)."""
     for opt in reversed([
-        click.option("--arch", type=click.Choice(ARCH_CHOICES), default=None, help="Backbone. [default: resnet50]"),
+        click.option("--arch", type=click.Choice(ARCH_CHOICES), default=None,
+                     help=f"Backbone. [default: {DEFAULT_ARCH}]"),
         click.option("--weights", default=None, metavar="imagenet|none|PATH",
-                     help="Backbone weights. [default: imagenet]"),
-        click.option("--image-size", type=click.IntRange(32, 1024), default=None,
-                     help="Crop size in pixels. [default: 224]"),
+                     help=f"Backbone weights. [default: {DEFAULT_WEIGHTS}]"),
+        click.option("--image-size", type=click.IntRange(MIN_IMAGE_SIZE, 1024), default=None,
+                     help=f"Crop size in pixels. [default: {DEFAULT_IMAGE_SIZE}]"),
         click.option("--freeze", type=click.Choice(FREEZE_CHOICES), default=None,
-                     help="What stays frozen: head = train only the classifier. [default: head]"),
+                     help=f"What stays frozen: head = train only the classifier. [default: {DEFAULT_FREEZE}]"),
         click.option("-H", "--hyperparameter", "extra_hps", multiple=True, metavar="KEY=VALUE",
                      help="Any other script hyperparameter, e.g. -H weight-decay=0.0001 (repeatable)."),
     ]):

@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from dogbreed.training.choices import (ARCH_CHOICES, DEFAULT_ARCH, DEFAULT_DROPOUT, DEFAULT_FREEZE, DEFAULT_HEAD,
+                                       DEFAULT_HIDDEN_UNITS, DEFAULT_IMAGE_SIZE, DEFAULT_WEIGHTS, FREEZE_CHOICES,
+                                       HEAD_CHOICES)
+
 
 def str2bool(value) -> bool:
     if isinstance(value, bool):
@@ -32,25 +36,29 @@ def get_args_parser(add_help: bool = True, description: str = "dogbreed training
     hp.add_argument("--lr", type=float, default=0.001, help="learning rate")
     hp.add_argument("--batch-size", type=int, default=32, help="images per step (per process)")
     hp.add_argument("--epochs", type=int, default=5, help="passes over the training split")
-    hp.add_argument("--arch", default="resnet50", help="resnet18 | resnet34 | resnet50 | resnet101")
-    hp.add_argument("--weights", default="imagenet", help="imagenet | none | path to a state dict")
-    hp.add_argument("--image-size", type=int, default=224, help="crop size in pixels")
-    hp.add_argument("--freeze", default="head", help="head (train the head only) | layer4 | none")
-    hp.add_argument("--head", default="mlp", help="classifier head: linear | mlp")
-    hp.add_argument("--hidden-units", type=int, default=256, help="width of the MLP head")
-    hp.add_argument("--dropout", type=float, default=0.2, help="dropout before the last layer")
+    hp.add_argument("--arch", default=DEFAULT_ARCH, help=" | ".join(ARCH_CHOICES))
+    hp.add_argument("--weights", default=DEFAULT_WEIGHTS, help="imagenet | none | path to a state dict")
+    hp.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE, help="crop size in pixels")
+    hp.add_argument("--freeze", default=DEFAULT_FREEZE,
+                    help=" | ".join(FREEZE_CHOICES) + " (head: train only the head)")
+    hp.add_argument("--head", default=DEFAULT_HEAD, help="classifier head: " + " | ".join(HEAD_CHOICES))
+    hp.add_argument("--hidden-units", type=int, default=DEFAULT_HIDDEN_UNITS, help="width of the MLP head")
+    hp.add_argument("--dropout", type=float, default=DEFAULT_DROPOUT, help="dropout before the last layer")
     hp.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"], help="optimizer")
     hp.add_argument("--weight-decay", type=float, default=0.0, help="L2 / decoupled weight decay")
     hp.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    hp.add_argument("--patience", type=int, default=3, help="early stopping: epochs without valid_loss improvement (0 = off)")
+    hp.add_argument("--patience", type=int, default=3,
+                    help="early stopping: epochs without valid_loss improvement (0 = off)")
     hp.add_argument("--seed", type=int, default=None, help="random seed for a deterministic run (default: random)")
 
     rt = p.add_argument_group("runtime")
     rt.add_argument("--device", default="auto", help="auto | cpu | cuda")
     rt.add_argument("--mixed-precision", default="auto", help="auto | on | off: bf16 on fast-bf16 CPUs, AMP on CUDA")
     rt.add_argument("--workers", type=int, default=default_workers(), help="data-loader worker processes")
-    rt.add_argument("--resume", type=str2bool, default=True, help="continue from the checkpoint dir if a checkpoint is there")
-    rt.add_argument("--check-images", type=str2bool, default=True, help="open every image's header when scanning the dataset")
+    rt.add_argument("--resume", type=str2bool, default=True,
+                    help="continue from the checkpoint dir if a checkpoint is there")
+    rt.add_argument("--check-images", type=str2bool, default=True,
+                    help="open every image's header when scanning the dataset")
 
     paths = p.add_argument_group("paths (default: SageMaker environment)")
     paths.add_argument("--data-dir", default=None, help="dataset root (default: $SM_CHANNEL_TRAINING)")

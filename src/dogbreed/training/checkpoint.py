@@ -10,19 +10,11 @@ import dataclasses
 import os
 from pathlib import Path
 
+from dogbreed.training.files import torch_save_atomic
 from dogbreed.training.loop import FitState
 
 CHECKPOINT = "checkpoint.pth"
 BEST = "best.pth"
-
-
-def _save(obj, path: Path) -> None:
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 class Checkpointer:
@@ -36,7 +28,7 @@ class Checkpointer:
         if not self.enabled:
             return
         net = getattr(model, "module", model)
-        _save({
+        torch_save_atomic({
             "model": net.state_dict(),
             "optimizer": optimizer.state_dict(),
             "fit_state": dataclasses.asdict(state),
@@ -44,7 +36,7 @@ class Checkpointer:
             "args": self.args,
         }, self.dir / CHECKPOINT)
         if improved and best_state_dict is not None:
-            _save(best_state_dict, self.dir / BEST)
+            torch_save_atomic(best_state_dict, self.dir / BEST)
 
     def load(self):
         """(checkpoint dict, best state dict) if a compatible checkpoint exists, else None."""

@@ -86,7 +86,8 @@ def scan_split(split_dir: Path, classes: list[str], check_images: bool | str = T
             if not entry.is_file() or entry.name.startswith("."):
                 continue
             path = Path(entry.path)
-            if path.suffix.lower() not in IMAGE_EXTENSIONS or (check_images and not image_ok(path, full=check_images == "full")):
+            readable = not check_images or image_ok(path, full=check_images == "full")
+            if path.suffix.lower() not in IMAGE_EXTENSIONS or not readable:
                 scan.skipped.append(str(path))
                 continue
             scan.samples.append((str(path), idx))

@@ -1,7 +1,8 @@
 """The SageMaker training-toolkit environment as data.
 
 Every `SM_*` name the scripts read is a constant here; `TrainingEnv.from_env()` is a
-read-only snapshot. The local backend exports the same names (see `sm_environment`).
+read-only snapshot. The local backend exports the same names
+(`dogbreed.backends.local.layout.JobLayout.environment`).
 Importing this module has no side effects.
 """
 

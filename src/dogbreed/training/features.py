@@ -23,11 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from dogbreed.training.files import torch_save_atomic
+
 ENV_FEATURE_CACHE = "DOGBREED_FEATURE_CACHE"
 FORMAT_VERSION = 1
-# A randomly initialised backbone (--weights none) must be the same network in every trial
-# and in the saved artifact, or cached features would not match it.
-BACKBONE_SEED = 0
 # Images per backbone call while filling the cache. No gradients are kept, so this is about
 # speed only: on CPU small batches keep activations in cache (ResNet50 bf16 on 2 cores:
 # 24.6 ms/image at 16, 30.9 at 64, 33.7 at 128); on a GPU big batches fill the device.
@@ -98,40 +97,36 @@ class FeatureCache:
     def path(self, key: FeatureKey) -> Path:
         return self.root / f"{key.digest()}.pt"
 
-    def _load(self, path: Path, key: FeatureKey):
+    def _hit(self, key: FeatureKey):
+        """(features, labels) stored for `key`, counted as a hit; None if absent or unusable."""
         import torch
 
+        path = self.path(key)
+        if not path.is_file():
+            return None
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # torn or foreign file: recompute rather than fail the trial
             return None
         if blob.get("key") != asdict(key):
             return None
+        self.hits += 1
         return blob["features"], blob["labels"]
 
     def get(self, key: FeatureKey, compute: Callable[[], tuple]):
         """(features, labels) for `key`, computing and storing them on a miss."""
-        import torch
-
-        path = self.path(key)
-        if path.is_file():
-            found = self._load(path, key)
-            if found is not None:
-                self.hits += 1
-                return found
+        found = self._hit(key)
+        if found is not None:
+            return found
         with _file_lock(self.root / f".{key.digest()}.lock"):
-            if path.is_file():  # another trial computed it while we waited
-                found = self._load(path, key)
-                if found is not None:
-                    self.hits += 1
-                    return found
+            found = self._hit(key)  # another trial may have computed it while we waited
+            if found is not None:
+                return found
             start = time.perf_counter()
             features, labels = compute()
             self.compute_seconds += time.perf_counter() - start
             self.misses += 1
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            torch.save({"key": asdict(key), "features": features, "labels": labels}, tmp)
-            os.replace(tmp, path)
+            torch_save_atomic({"key": asdict(key), "features": features, "labels": labels}, self.path(key))
             return features, labels
 
 
@@ -152,43 +147,28 @@ class _SeededView:
 
 
 def build_backbone_model(config, weights: str | None, cache: "FeatureCache | None" = None):
-    """The network whose backbone the cache describes; deterministic for --weights none.
+    """The network whose backbone the cache describes (`model.build_model`: deterministic for
+    --weights none); its head is fresh, from the trial's own seed.
 
     With a cache, the backbone's weights are stored next to the features the first time and
-    later trials load them into a network built on the meta device: initialising ResNet50's
-    25M parameters only to overwrite them costs seconds per trial.
+    later trials build the network around them (`model.build_model_with_backbone`, fast).
     """
     import torch
 
-    from dogbreed.training.model import _build_head, build_model, net_class
-
-    def seeded():
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(BACKBONE_SEED)
-            model = build_model(config, weights)
-        model.head = _build_head(config)  # initialised from the trial's own seed, like the meta path below
-        return model
+    from dogbreed.training.model import BACKBONE_SEED, build_model, build_model_with_backbone
 
     if cache is None:
-        return seeded()
+        return build_model(config, weights)
     ident = json.dumps({"arch": config.arch, "weights": weights_id(weights), "seed": BACKBONE_SEED,
                         "torch": torch.__version__.split("+")[0], "format": FORMAT_VERSION}, sort_keys=True)
     path = cache.root / f"backbone-{hashlib.sha256(ident.encode()).hexdigest()[:24]}.pt"
     if not path.is_file():
         with _file_lock(cache.root / f".{path.name}.lock"):
             if not path.is_file():
-                model = seeded()
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                torch.save(model.backbone.state_dict(), tmp)
-                os.replace(tmp, path)
+                model = build_model(config, weights)
+                torch_save_atomic(model.backbone.state_dict(), path)
                 return model
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    with torch.device("meta"):
-        model = net_class()(config)
-    model.backbone.load_state_dict(state, assign=True)
-    model.head = _build_head(config)  # a real, freshly initialised head (the trial's seed)
-    model.apply_freeze()
-    return model
+    return build_model_with_backbone(config, torch.load(path, map_location="cpu", weights_only=True))
 
 
 def compute_features(backbone, dataset, precision, *, batch_size: int, workers: int):

@@ -8,13 +8,9 @@ trained head), so it serves like any other.
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
-from dogbreed.errors import DataError
-from dogbreed.training.environment import TrainingEnv
-from dogbreed.training.run import log, make_optimizer, model_config_from_args, resolve_paths, seed_everything
+from dogbreed.training.run import fit_result, log, make_optimizer, prepare_training, save_results
 
 
 def cached_features_apply(args) -> bool:
@@ -28,26 +24,13 @@ def cached_features_apply(args) -> bool:
 def run_head_training(args) -> dict:
     from torch import nn
 
-    from dogbreed.training.data import DogImages
-    from dogbreed.training.device import select_precision
     from dogbreed.training.features import (EpochViews, FeatureCache, FeatureSource, build_backbone_model,
                                            default_cache_dir, feature_batch_size)
     from dogbreed.training.loop import fit
-    from dogbreed.training.model import save_artifacts
 
-    started = time.time()
-    env = TrainingEnv.from_env()
-    data_dir, model_dir, out_dir, _ = resolve_paths(args, env)
-    precision = select_precision(args.device, args.mixed_precision)
-    seed_everything(args.seed)
-
-    data = DogImages.scan(data_dir, splits=("train", "valid"), check_images=args.check_images)
-    if "valid" not in data.splits:
-        raise DataError(f"{data.root} has no valid/ split; tuning and early stopping need one")
-    config = model_config_from_args(args, data.classes)
+    setup = prepare_training(args, splits=("train", "valid"))  # a single process: see cached_features_apply
+    precision, data, config = setup.precision, setup.data, setup.config
     cache = FeatureCache(Path(args.feature_cache_dir) if args.feature_cache_dir else default_cache_dir())
-    log(f"data: {data.root} classes={len(data.classes)} "
-        f"images={ {s: len(scan.samples) for s, scan in data.splits.items()} } skipped={data.skipped}")
     log(f"model: {config.arch} weights={args.weights} freeze=head head={config.head}: training the head on "
         f"cached backbone features ({args.feature_views} augmented view(s), cache {cache.root}) "
         f"on {precision.describe()}")
@@ -70,12 +53,8 @@ def run_head_training(args) -> dict:
 
     model.head = head.to("cpu").float()
     model.backbone = model.backbone.to("cpu").float()
-    save_artifacts(model, model_dir)
-    result = {"best_epoch": state.best_epoch, "best_valid_loss": state.best_loss, "epochs_run": state.epoch,
-              "history": state.history, "skipped_images": data.skipped, "seconds": time.time() - started,
+    result = {**fit_result(state, data),
               "feature_cache": {"dir": str(cache.root), "hits": cache.hits, "misses": cache.misses,
                                 "compute_seconds": cache.compute_seconds}}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    log(f"saved model to {model_dir}")
+    save_results(model, setup, result)
     return result

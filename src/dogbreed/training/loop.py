@@ -27,7 +27,8 @@ class EpochResult:
     top5: float = float("nan")
 
 
-def train_one_epoch(model, loader, loss_fn, optimizer, precision, scaler, instr, dist: DistInfo = DistInfo()) -> EpochResult:
+def train_one_epoch(model, loader, loss_fn, optimizer, precision, scaler, instr,
+                    dist: DistInfo = DistInfo()) -> EpochResult:
     model.train()
     instr.set_mode("train")
     loss_sum = correct = n = 0.0

@@ -14,16 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dogbreed.errors import ConfigError, WeightsUnavailableError
+from dogbreed.training.choices import (ARCHS, DEFAULT_ARCH, DEFAULT_DROPOUT, DEFAULT_FREEZE, DEFAULT_HEAD,
+                                       DEFAULT_HIDDEN_UNITS, DEFAULT_IMAGE_SIZE, FREEZE_CHOICES, HEAD_CHOICES,
+                                       MIN_IMAGE_SIZE)
+from dogbreed.training.files import torch_save_atomic
 from dogbreed.training.presets import IMAGENET_MEAN, IMAGENET_STD
-
-ARCHS = {  # arch -> (torchvision builder, weights enum name, feature width)
-    "resnet18": ("resnet18", "ResNet18_Weights", 512),
-    "resnet34": ("resnet34", "ResNet34_Weights", 512),
-    "resnet50": ("resnet50", "ResNet50_Weights", 2048),
-    "resnet101": ("resnet101", "ResNet101_Weights", 2048),
-}
-FREEZE_POLICIES = ("head", "layer4", "none")
-HEADS = ("linear", "mlp")
 
 MODEL_FILE = "model.pth"
 CONFIG_FILE = "model_config.json"
@@ -33,12 +28,12 @@ LABELS_FILE = "labels.json"
 @dataclass(frozen=True)
 class ModelConfig:
     num_classes: int
-    arch: str = "resnet50"
-    head: str = "mlp"
-    hidden_units: int = 256
-    dropout: float = 0.2
-    freeze: str = "head"
-    image_size: int = 224
+    arch: str = DEFAULT_ARCH
+    head: str = DEFAULT_HEAD
+    hidden_units: int = DEFAULT_HIDDEN_UNITS
+    dropout: float = DEFAULT_DROPOUT
+    freeze: str = DEFAULT_FREEZE
+    image_size: int = DEFAULT_IMAGE_SIZE
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     classes: tuple[str, ...] = field(default_factory=tuple)
@@ -46,14 +41,14 @@ class ModelConfig:
     def __post_init__(self):
         if self.arch not in ARCHS:
             raise ConfigError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
-        if self.freeze not in FREEZE_POLICIES:
-            raise ConfigError(f"unknown freeze policy {self.freeze!r}; choose one of {', '.join(FREEZE_POLICIES)}")
-        if self.head not in HEADS:
-            raise ConfigError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
+        if self.freeze not in FREEZE_CHOICES:
+            raise ConfigError(f"unknown freeze policy {self.freeze!r}; choose one of {', '.join(FREEZE_CHOICES)}")
+        if self.head not in HEAD_CHOICES:
+            raise ConfigError(f"unknown head {self.head!r}; choose one of {', '.join(HEAD_CHOICES)}")
         if self.num_classes < 2:
             raise ConfigError(f"need at least 2 classes, got {self.num_classes}")
-        if self.image_size < 32:
-            raise ConfigError(f"image size {self.image_size} is too small; use 32 or more")
+        if self.image_size < MIN_IMAGE_SIZE:
+            raise ConfigError(f"image size {self.image_size} is too small; use {MIN_IMAGE_SIZE} or more")
 
     @property
     def feature_dim(self) -> int:
@@ -76,11 +71,13 @@ class ModelConfig:
 
 def breed_name(class_folder: str) -> str:
     """'001.Affenpinscher' -> 'Affenpinscher'; 'German_shepherd_dog' -> 'German shepherd dog'."""
-    name = class_folder.split(".", 1)[1] if "." in class_folder and class_folder.split(".", 1)[0].isdigit() else class_folder
+    number, dot, rest = class_folder.partition(".")
+    name = rest if dot and number.isdigit() else class_folder
     return name.replace("_", " ")
 
 
-def _build_head(config: ModelConfig):
+def build_head(config: ModelConfig):
+    """A freshly initialised classifier head, drawn from the caller's random state."""
     from torch import nn
 
     if config.head == "linear":
@@ -104,7 +101,7 @@ def _net_class():
             self.config = config
             self.backbone = getattr(tvm, ARCHS[config.arch][0])(weights=None)
             self.backbone.fc = nn.Identity()
-            self.head = _build_head(config)
+            self.head = build_head(config)
 
         def forward(self, x):
             return self.head(self.backbone(x))
@@ -143,22 +140,24 @@ def net_class():
     return _NET
 
 
-BACKBONE_INIT_SEED = 0
+# The backbone's random initialisation always uses this seed: with `--weights none` every
+# tuning trial and the final training see the same (random) backbone, so tuned
+# hyperparameters and cached backbone features stay valid for the saved model.
+BACKBONE_SEED = 0
 
 
 def build_model(config: ModelConfig, weights: str | None = "none"):
     """Build the network; `weights` is 'imagenet', 'none' or a path to a state dict.
 
-    The backbone's random initialisation always uses the same seed: with `--weights none`
-    every tuning trial and the final training see the same (random) backbone, so tuned
-    hyperparameters and cached features stay valid. The head follows the caller's seed.
+    The backbone is initialised from `BACKBONE_SEED` (without touching the caller's random
+    state), then overwritten by `weights` if given; the head follows the caller's seed.
     """
     import torch
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(BACKBONE_INIT_SEED)
+        torch.manual_seed(BACKBONE_SEED)
         model = net_class()(config)
-    model.head = _build_head(config)
+    model.head = build_head(config)
     if weights and weights != "none":
         state = load_backbone_weights(config.arch, weights)
         missing, unexpected = model.backbone.load_state_dict(state, strict=False)
@@ -167,6 +166,23 @@ def build_model(config: ModelConfig, weights: str | None = "none"):
             raise ConfigError(
                 f"weights {weights!r} do not fit {config.arch}: missing {missing[:3]}, unexpected {unexpected[:3]}"
             )
+    model.apply_freeze()
+    return model
+
+
+def build_model_with_backbone(config: ModelConfig, backbone_state: dict):
+    """The network with the backbone weights `backbone_state` (saved from an earlier `build_model`)
+    and a fresh head drawn from the caller's random state, as `build_model` draws it.
+
+    The backbone is built on the meta device and takes the given tensors as they are:
+    initialising ResNet50's 25M parameters only to overwrite them costs seconds.
+    """
+    import torch
+
+    with torch.device("meta"):
+        model = net_class()(config)
+    model.backbone.load_state_dict(backbone_state, assign=True)
+    model.head = build_head(config)
     model.apply_freeze()
     return model
 
@@ -233,9 +249,7 @@ def save_artifacts(model, model_dir: str | os.PathLike) -> Path:
     config: ModelConfig = net.config
     state = {k: v.detach().to("cpu", dtype=v.dtype if not v.is_floating_point() else torch.float32).contiguous()
              for k, v in net.state_dict().items()}
-    tmp = model_dir / (MODEL_FILE + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, model_dir / MODEL_FILE)
+    torch_save_atomic(state, model_dir / MODEL_FILE)
     (model_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     labels = [{"index": i, "class": c, "breed": breed_name(c)} for i, c in enumerate(config.classes)]
     (model_dir / LABELS_FILE).write_text(json.dumps(labels, indent=2) + "\n")

@@ -11,11 +11,22 @@ import os
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dogbreed.errors import DataError
 from dogbreed.training import metrics
 from dogbreed.training.environment import TrainingEnv
+
+if TYPE_CHECKING:
+    from dogbreed.training.data import DogImages
+    from dogbreed.training.device import Precision
+    from dogbreed.training.distributed import DistInfo
+    from dogbreed.training.model import ModelConfig
+
+
+METRICS_FILE = "metrics.json"  # in the output data dir: the final metrics of a run
 
 
 def log(msg: str) -> None:
@@ -60,6 +71,64 @@ def make_optimizer(args, params):
     return cls(params, lr=args.lr, weight_decay=args.weight_decay)
 
 
+@dataclass(frozen=True)
+class TrainingSetup:
+    """What every training run starts from (`prepare_training`)."""
+
+    started: float  # time.time() when the run began
+    dist: DistInfo
+    precision: Precision
+    data: DogImages
+    config: ModelConfig  # from the args and the data's classes
+    model_dir: Path
+    out_dir: Path
+    ckpt_dir: Path
+
+
+def prepare_training(args, *, splits: tuple[str, ...]) -> TrainingSetup:
+    """Paths from args/environment, processes, precision and seeds, the scanned data (which needs
+    a valid/ split: tuning and early stopping use it) and the model config; logs the data."""
+    import torch
+
+    from dogbreed.training.data import DogImages
+    from dogbreed.training.device import select_precision
+    from dogbreed.training.distributed import init_distributed
+
+    started = time.time()
+    data_dir, model_dir, out_dir, ckpt_dir = resolve_paths(args, TrainingEnv.from_env())
+    on_cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
+    dist = init_distributed("cuda" if on_cuda else "cpu")
+    precision = select_precision(args.device, args.mixed_precision, dist.local_rank)
+    seed_everything(None if args.seed is None else args.seed + dist.rank)
+
+    data = DogImages.scan(data_dir, splits=splits, check_images=args.check_images)
+    if "valid" not in data.splits:
+        raise DataError(f"{data.root} has no valid/ split; tuning and early stopping need one")
+    if dist.is_primary:
+        counts = {s: len(scan.samples) for s, scan in data.splits.items()}
+        log(f"data: {data.root} classes={len(data.classes)} images={counts} skipped={data.skipped}")
+    return TrainingSetup(started=started, dist=dist, precision=precision, data=data,
+                         config=model_config_from_args(args, data.classes), model_dir=model_dir, out_dir=out_dir,
+                         ckpt_dir=ckpt_dir)
+
+
+def fit_result(state, data) -> dict:
+    """The metrics.json fields both trainings report from `loop.fit`'s final state."""
+    return {"best_epoch": state.best_epoch, "best_valid_loss": state.best_loss, "epochs_run": state.epoch,
+            "history": state.history, "skipped_images": data.skipped}
+
+
+def save_results(model, setup: TrainingSetup, result: dict) -> None:
+    """Primary process only: the model artifacts, then METRICS_FILE with the run's duration."""
+    from dogbreed.training.model import save_artifacts
+
+    save_artifacts(model, setup.model_dir)
+    result["seconds"] = time.time() - setup.started
+    setup.out_dir.mkdir(parents=True, exist_ok=True)
+    (setup.out_dir / METRICS_FILE).write_text(json.dumps(result, indent=2) + "\n")
+    log(f"saved model to {setup.model_dir}")
+
+
 def make_loader(dataset, *, batch_size, shuffle, workers, sampler=None, seed=None):
     import torch
     from torch.utils.data import DataLoader
@@ -74,35 +143,20 @@ def make_loader(dataset, *, batch_size, shuffle, workers, sampler=None, seed=Non
 
 def run_training(args, *, instrumentation=None, evaluate_test: bool = False) -> dict:
     """Train per `args`; returns the final metrics. Raises DogbreedError subclasses on bad input."""
-    import torch
     from torch import nn
     from torch.utils.data import DistributedSampler, Subset
 
     from dogbreed.training.checkpoint import Checkpointer
-    from dogbreed.training.data import DogImages
-    from dogbreed.training.device import select_precision
-    from dogbreed.training.distributed import barrier, cleanup, init_distributed, shard
+    from dogbreed.training.distributed import barrier, cleanup, shard
     from dogbreed.training.instrumentation import NullInstrumentation
     from dogbreed.training.loop import evaluate, fit
-    from dogbreed.training.model import build_model, save_artifacts
+    from dogbreed.training.model import build_model
     from dogbreed.training.presets import ClassificationPresetEval, ClassificationPresetTrain
 
-    started = time.time()
-    env = TrainingEnv.from_env()
-    data_dir, model_dir, out_dir, ckpt_dir = resolve_paths(args, env)
-    dist = init_distributed("cuda" if args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
-    precision = select_precision(args.device, args.mixed_precision, dist.local_rank)
-    seed_everything(None if args.seed is None else args.seed + dist.rank)
+    setup = prepare_training(args, splits=("train", "valid", "test") if evaluate_test else ("train", "valid"))
+    dist, precision, data, config = setup.dist, setup.precision, setup.data, setup.config
     instr = instrumentation or NullInstrumentation()
-
-    splits = ("train", "valid", "test") if evaluate_test else ("train", "valid")
-    data = DogImages.scan(data_dir, splits=splits, check_images=args.check_images)
-    if "valid" not in data.splits:
-        raise DataError(f"{data.root} has no valid/ split; tuning and early stopping need one")
-    config = model_config_from_args(args, data.classes)
     if dist.is_primary:
-        counts = {s: len(scan.samples) for s, scan in data.splits.items()}
-        log(f"data: {data.root} classes={len(data.classes)} images={counts} skipped={data.skipped}")
         log(f"model: {config.arch} weights={args.weights} freeze={config.freeze} head={config.head} "
             f"on {precision.describe()}" + (f", {dist.world_size} processes" if dist.enabled else ""))
 
@@ -126,9 +180,8 @@ def run_training(args, *, instrumentation=None, evaluate_test: bool = False) -> 
                                sampler=train_sampler, seed=args.seed)
     valid_loader = make_loader(valid_ds, batch_size=args.batch_size, shuffle=False, workers=args.workers)
 
-    ckpt = Checkpointer(ckpt_dir, config=config.to_dict(), args={k: v for k, v in vars(args).items()
-                                                                   if isinstance(v, (int, float, str, bool, type(None)))},
-                        enabled=dist.is_primary)
+    plain_args = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None)))}
+    ckpt = Checkpointer(setup.ckpt_dir, config=config.to_dict(), args=plain_args, enabled=dist.is_primary)
     state, best = None, None
     if args.resume:
         loaded = ckpt.load() if dist.is_primary else None
@@ -144,7 +197,7 @@ def run_training(args, *, instrumentation=None, evaluate_test: bool = False) -> 
             optimizer.load_state_dict(saved["optimizer"])
             state = Checkpointer.fit_state(saved)
             if dist.is_primary:
-                log(f"resumed from {ckpt_dir} after epoch {state.epoch}")
+                log(f"resumed from {setup.ckpt_dir} after epoch {state.epoch}")
 
     def on_epoch_end(st, row, best_sd):
         ckpt.save(model, optimizer, st, best_sd, improved=st.best_epoch == st.epoch)
@@ -156,8 +209,7 @@ def run_training(args, *, instrumentation=None, evaluate_test: bool = False) -> 
                           train_sampler=train_sampler, log=log)
         if best is not None:
             model.load_state_dict(best)
-        result = {"best_epoch": state.best_epoch, "best_valid_loss": state.best_loss, "epochs_run": state.epoch,
-                  "history": state.history, "skipped_images": data.skipped}
+        result = fit_result(state, data)
 
         if evaluate_test and "test" in data.splits:
             test_ds = data.dataset("test", eval_tf)
@@ -176,11 +228,7 @@ def run_training(args, *, instrumentation=None, evaluate_test: bool = False) -> 
                 metrics.emit("test_top5", te.top5)
 
         if dist.is_primary:
-            save_artifacts(model, model_dir)
-            result["seconds"] = time.time() - started
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-            log(f"saved model to {model_dir}")
+            save_results(model, setup, result)
         barrier(dist)
         return result
     finally:
