@@ -10,8 +10,8 @@ import click
 from dogbreed.commands.options import (collect_static, data_option, resolve_data, sagemaker_job_options,
                                        static_hyperparameter_options)
 from dogbreed.hyperparameters import plain_value
+from dogbreed.search_space import STRATEGIES as STRATEGY_CHOICES
 
-STRATEGY_CHOICES = ["bayesian", "random", "grid", "hyperband"]
 # SageMaker's HyperParameterTuningJobName rule, applied on both backends so names travel.
 NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
 
