@@ -52,23 +52,14 @@ def report(app, job, out):
 
 
 def _tuning(app, backend, name, out_dir):
-    """A tuning job of the backend, or a trials.json the workspace holds for it."""
+    """The report of the backend's tuning job `name`."""
     from dogbreed.errors import JobNotFoundError
     from dogbreed.report import build
-    from dogbreed.report.data import load_trials
 
-    trials_file = app.workspace.root / "tuning" / name / "trials.json"
     try:
         result = backend.attach_tuning(name, wait=False)
     except JobNotFoundError:
-        if not trials_file.is_file():
-            raise JobNotFoundError(f"no training or tuning job named {name!r} on the {backend.name} backend; "
-                                   "`dogbreed jobs` lists them") from None
-        trials = load_trials(trials_file)
-        ranked = sorted([t for t in trials if t.get("objective") is not None], key=lambda t: t["objective"])
-        info = {"best": ranked[0] if ranked else None}
-        return build.tuning_report(name, info, trials, out_dir)
-    info = {"strategy": result.strategy, "objective_metric": result.objective_metric,
-            "objective_goal": result.objective_goal,
-            "best": {"name": result.best.name, "objective": result.best.objective} if result.best else None}
-    return build.tuning_report(name, info, load_trials(result), out_dir)
+        raise JobNotFoundError(f"no training or tuning job named {name!r} on the {backend.name} backend; "
+                               "`dogbreed jobs` lists them") from None
+    html, _ = build.tuning_report(result, out_dir)
+    return html

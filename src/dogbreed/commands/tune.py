@@ -142,15 +142,17 @@ def _build_spec(app, data, max_jobs, max_parallel_jobs, strategy, arch, weights,
 
 
 def _report(app, backend, result) -> None:
-    from dogbreed.tuning_report import format_table, write_report
+    from dogbreed.report.build import tuning_report
+    from dogbreed.report.trials import table_lines
 
     click.echo(f"tuning job {result.name} {result.status}: {len(result.finished)} trial(s)")
     if result.status != "Completed" and result.failure_reason:
         click.echo(f"  ({result.failure_reason})")
-    for line in format_table(result):
+    for line in table_lines(result):
         click.echo("  " + line)
-    png, html = write_report(result, app.workspace.root / "tuning" / result.name)
-    click.echo(f"plots: {png} {html}")
+    html, chart = tuning_report(result, app.workspace.root / "tuning" / result.name, html_name="objective.html",
+                                chart_name="objective.png")
+    click.echo("plots: " + " ".join(str(path) for path in (chart, html) if path))
     if result.best is None:
         return
     best_job = backend.describe_job(result.best.name)
