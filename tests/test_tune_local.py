@@ -6,7 +6,7 @@ import shutil
 import optuna
 import pytest
 
-from dogbreed.backends.base import COMPLETED, FAILED, TuningSpec
+from dogbreed.backends.base import COMPLETED, TuningSpec
 from dogbreed.backends.local.tuning import LocalTuner, TuningStudy
 from dogbreed.errors import DataError
 from dogbreed.search_space import build_space
@@ -119,7 +119,8 @@ def test_resume_after_ctrl_c_and_crash(cli, workspace, sample_data):
 
     # a driver that died mid-trial (kill -9) leaves a trial marked running in the study
     folder = tuner.folder(name)
-    orphan = TuningStudy(folder, folder.read()).study.ask({"lr": optuna.distributions.CategoricalDistribution([0.001, 0.01, 0.02, 0.03])})
+    lr = optuna.distributions.CategoricalDistribution([0.001, 0.01, 0.02, 0.03])
+    orphan = TuningStudy(folder, folder.read()).study.ask({"lr": lr})
     orphan.set_user_attr("job", "hpo-resume-lost")
 
     r = cli("tune", "--resume")

@@ -11,6 +11,12 @@ SageMaker's "Auto". Pruning decisions come from the per-epoch objective lines pa
 from each trial's log. A trial that fails is recorded Failed with its reason and counts
 toward max_jobs, as on SageMaker; one cut short by Ctrl-C or a crash is rerun with the
 same hyperparameters on resume, so no finished trial is redone and none is recorded twice.
+
+    TuningRecord, TuningFolder    tuning.json: what the job runs and where it stands
+    make_sampler, make_pruner     the strategy as Optuna's sampler and pruner
+    TuningStudy                   the study, and the few things the tuner does with it
+    TrialLoop                     runs trials as local jobs, feeds the pruner, records how they end
+    LocalTuner                    create / describe / drive (and resume after a crash)
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from dogbreed.backends.base import (COMPLETED, FAILED, IN_PROGRESS, STOPPED, TrainingJobSpec, TrialResult,

@@ -126,7 +126,8 @@ def description_from_api(d: dict) -> JobDescription:
                    if "S3DataSource" in c.get("DataSource", {})), None),
         extra={"secondary_status": d.get("SecondaryStatus"),
                "rules": [{k: r.get(k) for k in ("RuleConfigurationName", "RuleEvaluationStatus", "StatusDetails")}
-                         for r in d.get("DebugRuleEvaluationStatuses", []) + d.get("ProfilerRuleEvaluationStatuses", [])],
+                         for r in (d.get("DebugRuleEvaluationStatuses", [])
+                                   + d.get("ProfilerRuleEvaluationStatuses", []))],
                "instance_type": (d.get("ResourceConfig") or {}).get("InstanceType")},
     )
 
