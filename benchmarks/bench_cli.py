@@ -16,7 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIN, figure, median, print_table, save  # noqa: E402
 
-EAGER = "import torch, torchvision, sagemaker; from dogbreed.cli import main; import sys; sys.argv=['dogbreed','--help']; main()"
+EAGER = ("import torch, torchvision, sagemaker; from dogbreed.cli import main; import sys; "
+         "sys.argv=['dogbreed','--help']; main()")
 
 
 def wall(cmd, n) -> float:

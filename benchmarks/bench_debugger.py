@@ -108,11 +108,13 @@ def main(argv=None):
     ours, base, bare = (median(times[k]) for k in ("ours", "base", "bare"))
     steps = len(loader)
     saved = sum(f.stat().st_size for f in (tmp / "tensors").rglob("*") if f.is_file())
-    figs = [figure(f"debugger+profiler: train epoch, resnet18 {size}px freeze={a.freeze}, {steps} steps", round(ours, 3), round(base, 3),
+    figs = [figure(f"debugger+profiler: train epoch, resnet18 {size}px freeze={a.freeze}, {steps} steps",
+                   round(ours, 3), round(base, 3),
                    round(bare, 3), "s", target="overhead <= 10% (ours/baseline <= 1.10)", higher_is_better=False,
                    note=f"overhead {100 * (ours / base - 1):.1f}%; tensors saved {saved / 1e6:.0f} MB")]
     print_table(figs, "debugger + profiler overhead (median of %d alternating rounds)" % rounds)
-    print(f"overhead vs uninstrumented epoch: {100 * (ours / base - 1):+.1f}%  (tensor data written: {saved / 1e6:.0f} MB)")
+    print(f"overhead vs uninstrumented epoch: {100 * (ours / base - 1):+.1f}%  "
+          f"(tensor data written: {saved / 1e6:.0f} MB)")
     save("debugger", figs, rounds=times)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import io
 import os
 import shutil
 import statistics

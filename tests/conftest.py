@@ -89,7 +89,8 @@ def run_dogbreed(*args, env=None, timeout=300, check=False, cwd=None):
     proc = subprocess.run([str(BIN / "dogbreed"), *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=cwd)
     if check and proc.returncode != 0:
-        raise AssertionError(f"dogbreed {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(f"dogbreed {' '.join(map(str, args))} failed ({proc.returncode}):\n"
+                             f"{proc.stdout}\n{proc.stderr}")
     return proc
 
 

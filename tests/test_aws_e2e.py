@@ -122,7 +122,7 @@ def _names(sm):
 def test_cleanup_lists_asks_and_deletes_only_the_projects_resources(cli, workspace, aws):
     import boto3
 
-    from dogbreed.costs import expiry_tags
+    from dogbreed.backends.sagemaker.costs import expiry_tags
     from dogbreed.workspace import Workspace
 
     sm = boto3.client("sagemaker", region_name="us-east-1")

@@ -6,7 +6,6 @@ Python package (driving that Chromium; no browser download)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 

@@ -8,7 +8,8 @@ import pytest
 from dogbreed.errors import ConfigError
 from dogbreed.hyperparameters import known_script_hyperparameters
 from dogbreed.search_space import (DEFAULT_RANGES, Categorical, Continuous, Integer, SearchSpace, build_space,
-                                   check_strategy, make_objective, parse_range)
+                                   check_strategy, hyperband_max_epochs, make_objective, parse_range)
+from dogbreed.training.args import get_args_parser
 from dogbreed.training.metrics import format_metric
 
 KNOWN = known_script_hyperparameters("hpo.py")
@@ -102,6 +103,21 @@ def test_grid_makes_every_range_categorical():
     assert space.ranges["lr"] == Categorical((0.001, 0.01, 0.1))
     assert space.ranges["hidden-units"] == Categorical((64, 160, 256))
     assert space.grid_size() == 3 * 3 * 2 * 3
+
+
+@pytest.mark.parametrize("strategy, asked, capped", [
+    ("grid", (50, 4), (18, 4)),  # no more trials than the 3 x 3 x 2 grid points
+    ("grid", (5, 5), (5, 5)),
+    ("random", (50, 4), (50, 4)),
+    ("bayesian", (2, 3), (2, 2)),  # never more at once than in all
+])
+def test_capped_jobs(strategy, asked, capped):
+    assert build_space(known=KNOWN).capped_jobs(strategy, *asked) == capped
+
+
+def test_hyperband_max_epochs_is_the_fixed_epochs_or_the_scripts_default():
+    assert hyperband_max_epochs({"epochs": 6}) == 6
+    assert hyperband_max_epochs({}) == get_args_parser(add_help=False).get_default("epochs")
 
 
 def test_strategy_checks():

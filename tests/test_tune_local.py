@@ -6,8 +6,8 @@ import shutil
 import optuna
 import pytest
 
-from dogbreed.backends.base import COMPLETED, FAILED, TuningSpec
-from dogbreed.backends.local.tuning import LocalTuner
+from dogbreed.backends.base import COMPLETED, TuningSpec
+from dogbreed.backends.local.tuning import LocalTuner, TuningStudy
 from dogbreed.errors import DataError
 from dogbreed.search_space import build_space
 from dogbreed.workspace import Workspace
@@ -118,8 +118,9 @@ def test_resume_after_ctrl_c_and_crash(cli, workspace, sample_data):
     assert len(done_first) == 1 and len(after_stop.trials) == 1  # the cut-short trial is not a record
 
     # a driver that died mid-trial (kill -9) leaves a trial marked running in the study
-    study = tuner._study(tuner._read(name))
-    orphan = study.ask({"lr": optuna.distributions.CategoricalDistribution([0.001, 0.01, 0.02, 0.03])})
+    folder = tuner.folder(name)
+    lr = optuna.distributions.CategoricalDistribution([0.001, 0.01, 0.02, 0.03])
+    orphan = TuningStudy(folder, folder.read()).study.ask({"lr": lr})
     orphan.set_user_attr("job", "hpo-resume-lost")
 
     r = cli("tune", "--resume")
@@ -165,7 +166,7 @@ def test_dataset_that_fails_data_check(cli, workspace, tmp_path, sample_data):
     assert r.exit_code == 1 and "does not exist" in r.output
     assert not (workspace / "jobs").exists()
     # a dataset that passed is not decoded again, unless it changes
-    from dogbreed.backends.local.tuning import check_local_data
+    from dogbreed.data.check import check_local_data
 
     good = tmp_path / "good"
     shutil.copytree(sample_data, good)

@@ -21,7 +21,8 @@ from dogbreed.errors import ConfigError
 from dogbreed.training.metrics import METRIC_DEFINITIONS, METRIC_NAMES
 
 SCALES = ("linear", "log")
-STRATEGIES = ("bayesian", "random", "grid", "hyperband")
+BAYESIAN, RANDOM, GRID, HYPERBAND = "bayesian", "random", "grid", "hyperband"
+STRATEGIES = (BAYESIAN, RANDOM, GRID, HYPERBAND)
 GRID_POINTS = 3  # a continuous range under --strategy grid is tried at this many points
 
 
@@ -85,15 +86,6 @@ class Objective:
     def sagemaker_type(self) -> str:
         return "Minimize" if self.goal == "minimize" else "Maximize"
 
-    def better(self, a: float, b: float) -> bool:
-        return a < b if self.goal == "minimize" else a > b
-
-    def sort_key(self, value: float | None) -> float:
-        """Best first; missing values last."""
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return math.inf
-        return value if self.goal == "minimize" else -value
-
 
 @dataclass(frozen=True)
 class SearchSpace:
@@ -110,6 +102,17 @@ class SearchSpace:
 
     def grid_size(self) -> int:
         return math.prod(len(r.grid()) for r in self.ranges.values())
+
+    def for_strategy(self, strategy: str) -> "SearchSpace":
+        """The space a tuner searches: grid points under the grid strategy, the ranges otherwise."""
+        return self.for_grid() if strategy == GRID else self
+
+    def capped_jobs(self, strategy: str, max_jobs: int, max_parallel_jobs: int) -> tuple[int, int]:
+        """(max_jobs, max_parallel_jobs) as run: a grid has no more trials than points, and no
+        more trials run at once than there are in all."""
+        if strategy == GRID:
+            max_jobs = min(max_jobs, self.grid_size())
+        return max_jobs, min(max_parallel_jobs, max_jobs)
 
     def to_dict(self) -> dict:
         return {"ranges": {n: to_plain(r) for n, r in self.ranges.items()},
@@ -225,7 +228,7 @@ def load_space_file(path: str | Path) -> dict:
 
 def build_space(*, range_args: Iterable[str] = (), space_file: str | None = None, static: Mapping[str, Any] = {},
                 objective: str | None = None, known: set[str] | None = None,
-                strategy: str = "bayesian") -> SearchSpace:
+                strategy: str = BAYESIAN) -> SearchSpace:
     """Defaults, then the file, then --range flags. A hyperparameter set statically (-H) drops
     its default range; one given both a range and a static value is an error. Hyperband
     allots epochs itself, so it drops the default epochs range."""
@@ -248,7 +251,7 @@ def build_space(*, range_args: Iterable[str] = (), space_file: str | None = None
         raise ConfigError(f"{', '.join(both)} given both a range and a fixed value; drop one of them")
     for name in static:
         ranges.pop(name, None)
-    if strategy == "hyperband" and "epochs" not in explicit:
+    if strategy == HYPERBAND and "epochs" not in explicit:
         ranges.pop("epochs", None)
     if known is not None:
         unknown = sorted(set(ranges) - known)
@@ -268,6 +271,14 @@ def check_strategy(strategy: str, space: SearchSpace, max_jobs: int, max_paralle
     if max_parallel_jobs > max_jobs:
         raise ConfigError(f"--max-parallel-jobs {max_parallel_jobs} is more than --max-jobs {max_jobs}; "
                           "lower it or raise --max-jobs")
-    if strategy == "hyperband" and "epochs" in space.ranges:
+    if strategy == HYPERBAND and "epochs" in space.ranges:
         raise ConfigError("hyperband decides how many epochs each trial gets: drop the epochs range "
                           "(fix it with -H epochs=N, the most any trial may run)")
+
+
+def hyperband_max_epochs(static_hyperparameters: Mapping[str, Any]) -> int:
+    """Hyperband's largest budget per trial: the fixed `epochs`, else the entry scripts' --epochs default."""
+    from dogbreed.training.args import get_args_parser
+
+    default = get_args_parser(add_help=False).get_default("epochs")
+    return max(int(static_hyperparameters.get("epochs", default)), 1)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dogbreed.rules.config import DEFAULT_PROFILER_INTERVAL_MS
+from dogbreed.search_space import BAYESIAN
 from dogbreed.serving.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
 from dogbreed.workspace import Workspace
 
@@ -110,7 +111,7 @@ class TuningSpec:
     data: str
     static_hyperparameters: dict[str, Any]
     space: Any
-    strategy: str = "bayesian"  # bayesian | random | grid | hyperband
+    strategy: str = BAYESIAN  # one of search_space.STRATEGIES
     max_jobs: int = 4
     max_parallel_jobs: int = 2
     early_stopping: bool = False
@@ -289,7 +290,8 @@ class Backend(abc.ABC):
 
     # -- training jobs ---------------------------------------------------------------------
     @abc.abstractmethod
-    def run_training_job(self, spec: TrainingJobSpec, *, wait: bool = True, log: LogSink | None = None) -> JobDescription:
+    def run_training_job(self, spec: TrainingJobSpec, *, wait: bool = True,
+                         log: LogSink | None = None) -> JobDescription:
         """Start a job running `spec`; with `wait`, stream its log to `log` and return when it ends."""
 
     @abc.abstractmethod

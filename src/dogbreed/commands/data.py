@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -56,7 +55,8 @@ def download(app, out, url, keep_zip):
 @click.option("--classes", default=5, show_default=True, type=click.IntRange(2, 133), help="Number of breeds.")
 @click.option("--per-class", default=24, show_default=True, type=click.IntRange(1, 10000),
               help="Training images per breed; valid/ and test/ get a quarter each (at least 2).")
-@click.option("--image-size", default=64, show_default=True, type=click.IntRange(16, 1024), help="Image side in pixels.")
+@click.option("--image-size", default=64, show_default=True, type=click.IntRange(16, 1024),
+              help="Image side in pixels.")
 @click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same images).")
 @click.pass_obj
 def synth(app, out, classes, per_class, image_size, seed):

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import click
 
+from dogbreed.search_space import BAYESIAN
+
 from dogbreed.training.choices import DEFAULT_ARCH, DEFAULT_FREEZE, DEFAULT_WEIGHTS
 
 # Offline defaults: a generated set and a small random-init backbone, so the run takes a few
 # minutes on 2 CPU cores. A random backbone's features are large, so learning rates above
-# ~0.01 make head training unstable: the offline range stops there. With --data (the real dogImages) the script defaults apply:
+# ~0.01 make head training unstable: the offline range stops there. With --data (the real dogImages)
+# the script defaults apply:
 # ResNet50 with ImageNet weights at 224 px.
 SYNTH = {"classes": 5, "per-class": 30, "image-size": 64}
 OFFLINE_MODEL = ["--arch", "resnet18", "--weights", "none", "--image-size", "64", "--freeze", "head"]
@@ -126,7 +129,7 @@ def demo(app, data, out, max_jobs, max_parallel_jobs, port, keep):
 
     steps.title(f"Tune: {max_jobs} trials, {max_parallel_jobs} at a time, on cached backbone features")
     steps.run("tune", "--data", str(dataset), *model_args, "--max-jobs", str(max_jobs),
-              "--max-parallel-jobs", str(max_parallel_jobs), "--strategy", "bayesian", *ranges, "-H", "workers=0")
+              "--max-parallel-jobs", str(max_parallel_jobs), "--strategy", BAYESIAN, *ranges, "-H", "workers=0")
 
     steps.title("Train the best configuration with the debugger hook, rules and profiler")
     steps.run("train", "--from-best", "--data", str(dataset), "-H", "workers=0")

@@ -7,8 +7,8 @@ import click
 from dogbreed.commands.options import (collect_static, data_option, sagemaker_job_options,
                                        static_hyperparameter_options)
 from dogbreed.hyperparameters import plain_value
+from dogbreed.search_space import BAYESIAN, STRATEGIES
 
-STRATEGY_CHOICES = ["bayesian", "random", "grid", "hyperband"]
 
 
 def progress_printer(echo=click.echo):
@@ -34,7 +34,7 @@ def progress_printer(echo=click.echo):
               help="Trials in all (grid: at most the grid's size).")
 @click.option("--max-parallel-jobs", type=click.IntRange(1, 100), default=2, show_default=True,
               help="Trials running at once (local: processes sharing this machine's cores).")
-@click.option("--strategy", type=click.Choice(STRATEGY_CHOICES), default="bayesian", show_default=True,
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=BAYESIAN, show_default=True,
               help="bayesian (TPE locally) | random | grid (continuous ranges at 3 points) | hyperband.")
 @static_hyperparameter_options
 @click.option("--range", "ranges", multiple=True, metavar="NAME=SPEC",
@@ -96,19 +96,23 @@ def tune(app, data, max_jobs, max_parallel_jobs, strategy, arch, weights, image_
         return
     _report(app, result, best)
     if result.best is None:
-        raise JobFailedError(f"tuning job {result.name} {result.status}: {result.failure_reason or 'no trial completed'}")
+        raise JobFailedError(f"tuning job {result.name} {result.status}: "
+                             f"{result.failure_reason or 'no trial completed'}")
 
 
 def _report(app, result, best) -> None:
-    from dogbreed.report import build
+    from dogbreed.report.build import tuning_report
+    from dogbreed.report.trials import table_lines
     from dogbreed.workflows.tuning import tuning_folder
 
     click.echo(f"tuning job {result.name} {result.status}: {len(result.finished)} trial(s)")
     if result.status != "Completed" and result.failure_reason:
         click.echo(f"  ({result.failure_reason})")
-    for line in build.tuning_table(result):
+    for line in table_lines(result):
         click.echo("  " + line)
-    click.echo(f"report: {build.tuning_report(result, tuning_folder(app, result.name))}")
+    html, chart = tuning_report(result, tuning_folder(app, result.name), html_name="objective.html",
+                                chart_name="objective.png")
+    click.echo(f"plots: {chart or '(no trial value yet)'} {html}")
     if best is None:
         return
     click.echo(f"best: {result.best.name} {result.objective_metric}={result.best.objective:.4f} "

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dogbreed.errors import DataError
+from dogbreed.errors import ConfigError, DataError
 
 
 @dataclass
@@ -54,3 +55,31 @@ def check_dataset(path) -> CheckReport:
     if "valid" not in data.splits:
         raise DataError(f"{data.root} has no valid/ split; tuning and training need train/ and valid/")
     return report
+
+
+def check_local_data(data: str, cache_dir: Path | None = None) -> None:
+    """What `dogbreed data check` checks, before any local trial starts. The check decodes every
+    image (half a minute for dogImages), so a pass is remembered under `cache_dir` by the
+    data's fingerprint (paths, sizes, mtimes): an unchanged dataset is not decoded again."""
+    from dogbreed.training.data import find_root
+    from dogbreed.training.features import data_fingerprint
+
+    if data.startswith("s3://"):
+        raise ConfigError(f"the local backend reads a local folder, not {data}; pass --data DIR "
+                          "or use --backend sagemaker")
+    marker = None
+    if cache_dir is not None and Path(data).is_dir():
+        root = find_root(data)
+        files = sorted((str(p), 0) for p in root.rglob("*") if p.is_file())
+        marker = cache_dir / f"data-check-{data_fingerprint(root, files)}.ok"
+        if marker.is_file():
+            return
+    try:
+        report = check_dataset(data)
+    except DataError as exc:
+        raise DataError(f"{data} fails `dogbreed data check`: {exc}") from None
+    if not report.ok:
+        raise DataError(f"{data} fails `dogbreed data check`: train/ and valid/ both need readable images")
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"root": str(report.root), "images": report.images}) + "\n")

@@ -72,7 +72,8 @@ def _draw(i: int, size: int, rng: random.Random):
     elif shape in ("square", "diamond", "triangle", "cross"):
         a = rng.uniform(-0.4, 0.4) + (math.pi / 4 if shape == "diamond" else 0)
         n = 3 if shape == "triangle" else 4
-        pts = [(cx + s * math.cos(a + 2 * math.pi * k / n), cy + s * math.sin(a + 2 * math.pi * k / n)) for k in range(n)]
+        angles = [a + 2 * math.pi * k / n for k in range(n)]
+        pts = [(cx + s * math.cos(t), cy + s * math.sin(t)) for t in angles]
         if shape == "cross":
             d.line([pts[0], pts[2]], fill=col, width=width * 2)
             d.line([pts[1], pts[3]], fill=col, width=width * 2)

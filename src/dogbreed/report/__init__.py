@@ -2,7 +2,9 @@
 (loss curves from the debugger tensors, rule results, system usage, step times, test
 metrics, confusion matrix) or a tuning job (trials table and plots).
 
+    build.py   training_report / tuning_report: write the page and its charts into a folder
     data.py    what a job folder holds, read into plain Python (smdebug for the tensors)
+    trials.py  a tuning job's trials as rows, best first (also the table `dogbreed tune` prints)
     charts.py  matplotlib (Agg) figures as PNG files
     html.py    the page: PNGs inlined as data URIs, so it opens offline from anywhere
 """

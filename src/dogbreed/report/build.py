@@ -1,10 +1,14 @@
-"""Write report.html and its PNGs into a folder; return the HTML's path."""
+"""Write a report's HTML and its PNGs into a folder."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dogbreed.workspace import atomic_write_text
+
+if TYPE_CHECKING:
+    from dogbreed.backends.base import TuningResult
 
 
 def training_report(job_dir: Path, out_dir: Path, *, name: str, status: str = "", hyperparameters=None,
@@ -26,11 +30,14 @@ def training_report(job_dir: Path, out_dir: Path, *, name: str, status: str = ""
     return path
 
 
-def tuning_report(name: str, info: dict, trials: list[dict], out_dir: Path) -> Path:
+def tuning_report(result: TuningResult, out_dir: Path, *, html_name: str = "report.html",
+                  chart_name: str = "trials.png") -> tuple[Path, Path | None]:
+    """The report of a tuning job (a `TuningResult`): `html_name` and its chart `chart_name` in
+    `out_dir`. Returns (html, chart); chart is None when no trial has an objective value yet."""
     from dogbreed.report import charts, html
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    figs = {"trials": charts.trials(trials, out_dir / "trials.png")}
-    path = out_dir / "report.html"
-    atomic_write_text(path, html.tuning_page(name, info, trials, figs))
-    return path
+    chart = charts.tuning_objective(result, out_dir / chart_name)
+    path = out_dir / html_name
+    atomic_write_text(path, html.tuning_page(result, {"objective": chart}))
+    return path, chart

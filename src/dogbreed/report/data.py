@@ -71,12 +71,3 @@ def load_training(job_dir: Path, *, name: str, status: str = "", hyperparameters
     else:
         d.notes.append("no output/data/metrics.json (the job did not finish)")
     return d
-
-
-def load_trials(result) -> list[dict]:
-    """Trials of a tuning job as [{name, status, hyperparameters, objective, duration_s}]:
-    from a TuningResult, or a JSON file holding that list."""
-    if isinstance(result, (str, Path)):
-        return json.loads(Path(result).read_text())
-    return [{"name": t.name, "status": t.status, "hyperparameters": dict(t.hyperparameters),
-             "objective": t.objective, "duration_s": t.duration_s} for t in result.trials]

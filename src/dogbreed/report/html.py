@@ -7,9 +7,14 @@ import html
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dogbreed.backends.base import TuningResult
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1.5em;color:#222}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.9em}
+table{border-collapse:collapse;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.9em}
 th{background:#f3f3f3}.IssuesFound,.bad{color:#b00;font-weight:600}.NoIssuesFound,.ok{color:#070}.Error{color:#a60}
 img{max-width:100%}.note{color:#666;font-size:.9em}"""
 
@@ -81,14 +86,17 @@ def training_page(d, figs: dict[str, Path | None]) -> str:
         ("Test confusion matrix", image(figs.get("confusion"))), ("Per-breed test accuracy", per_breed)])
 
 
-def tuning_page(name: str, info: dict, trials: list[dict], figs: dict[str, Path | None]) -> str:
-    keys = sorted({k for t in trials for k in t.get("hyperparameters", {})})
-    rows = [[t.get("name"), t.get("status"), fmt(t.get("objective")), fmt(t.get("duration_s"), 1),
-             *[json.dumps(t.get("hyperparameters", {}).get(k)) for k in keys]] for t in trials]
-    best = info.get("best")
-    summary = table(["strategy", "objective", "goal", "trials", "best trial", "best value"],
-                    [[info.get("strategy"), info.get("objective_metric"), info.get("objective_goal"), len(trials),
-                      (best or {}).get("name"), fmt((best or {}).get("objective"))]])
-    return page(f"Tuning job {name}", [("Summary", summary),
-                                       ("Trials", table(["trial", "status", "objective", "seconds", *keys], rows)),
-                                       ("Objective", image(figs.get("trials")))])
+def tuning_page(result: TuningResult, figs: dict[str, Path | None]) -> str:
+    """The page of a tuning job (a `TuningResult`): summary, trials best first, the objective chart."""
+    from dogbreed.report.trials import trial_rows
+
+    best = result.best
+    summary = table(["backend", "strategy", "status", "objective", "trials", "best trial", "best value"],
+                    [[result.backend, result.strategy, result.status,
+                      f"{result.objective_goal} {result.objective_metric}", len(result.trials),
+                      best.name if best else "-", fmt(best.objective if best else None)]])
+    if result.failure_reason and result.status != "Completed":
+        summary += f"<p class='note'>{esc(result.failure_reason)}</p>"
+    header, *rows = trial_rows(result)
+    return page(f"Tuning job {result.name}", [("Summary", summary), ("Trials, best first", table(header, rows)),
+                                              ("Objective", image(figs.get("objective")))])

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dogbreed.search_space import BAYESIAN
 from dogbreed.backends.base import IN_PROGRESS, LogSink, TuningProgress, TuningResult, TuningSpec
 from dogbreed.workflows import Session
 from dogbreed.workflows.data import resolve_data
@@ -20,7 +21,7 @@ def default_name() -> str:
 
 
 def tuning_spec(session: Session, *, data: str | None, static: dict[str, Any], ranges=(), space_file: str | None = None,
-                objective: str | None = None, strategy: str = "bayesian", max_jobs: int = 4,
+                objective: str | None = None, strategy: str = BAYESIAN, max_jobs: int = 4,
                 max_parallel_jobs: int = 2, early_stopping: bool = False, seed: int | None = None,
                 name: str | None = None) -> TuningSpec:
     """Everything checked here, before any job starts; `static` is already checked against hpo.py."""

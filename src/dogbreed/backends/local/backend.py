@@ -74,7 +74,7 @@ class LocalBackend(Backend):
         return LocalTuner(self.ws, self.runner)
 
     def check_tuning(self, spec):
-        from dogbreed.backends.local.tuning import check_local_data
+        from dogbreed.data.check import check_local_data
 
         check_local_data(spec.data, self.ws.cache_dir)
         return []

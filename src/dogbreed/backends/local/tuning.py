@@ -11,6 +11,12 @@ SageMaker's "Auto". Pruning decisions come from the per-epoch objective lines pa
 from each trial's log. A trial that fails is recorded Failed with its reason and counts
 toward max_jobs, as on SageMaker; one cut short by Ctrl-C or a crash is rerun with the
 same hyperparameters on resume, so no finished trial is redone and none is recorded twice.
+
+    TuningRecord, TuningFolder    tuning.json: what the job runs and where it stands
+    make_sampler, make_pruner     the strategy as Optuna's sampler and pruner
+    TuningStudy                   the study, and the few things the tuner does with it
+    TrialLoop                     runs trials as local jobs, feeds the pruner, records how they end
+    LocalTuner                    create / describe / drive (and resume after a crash)
 """
 
 from __future__ import annotations
@@ -20,24 +26,24 @@ import json
 import math
 import os
 import queue
-import subprocess
-import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
 
 from dogbreed.backends.base import (COMPLETED, FAILED, IN_PROGRESS, STOPPED, TrainingJobSpec, TrialResult,
                                     TuningProgress, TuningResult, TuningSpec)
 from dogbreed.backends.local.jobs import LocalJobRunner, RunningJob, job_name
-from dogbreed.backends.local.processes import detached_worker_main, pid_alive
+from dogbreed.backends.local.processes import detached_worker_main, pid_alive, start_detached_worker
 from dogbreed.errors import ConfigError, JobNotFoundError
-from dogbreed.search_space import Categorical, Continuous, Integer, SearchSpace
+from dogbreed.search_space import (GRID, HYPERBAND, RANDOM, Categorical, Continuous, Integer, SearchSpace,
+                                   hyperband_max_epochs)
 from dogbreed.training import metrics
 from dogbreed.training.features import ENV_FEATURE_CACHE
 from dogbreed.workspace import Workspace, atomic_write_json
 
-SCRIPT_DEFAULT_EPOCHS = 5  # scripts' --epochs default: Hyperband's max resource when epochs is not set
 INTERRUPTED = "interrupted"  # user attr of a trial cut short by Ctrl-C/crash (rerun on resume)
+FAILURE_REASON = "failure_reason"  # user attr: why a trial failed
+JOB = "job"  # user attr: the trial's local job name
 
 
 def _optuna():
@@ -48,279 +54,153 @@ def _optuna():
     return optuna
 
 
+# -- the record file ----------------------------------------------------------------------------
 @dataclass
-class _Active:
-    trial: object  # optuna.Trial
-    job: RunningJob
-    steps: int = 0
-    prune_requested: bool = False
+class TuningRecord:
+    """tuning.json: what a tuning job runs and where it stands (the trials live in study.db)."""
+
+    name: str
+    data: str
+    static: dict[str, Any]  # fixed hyperparameters of every trial
+    space: dict  # SearchSpace.to_dict(), grid points already expanded for the grid strategy
+    strategy: str
+    max_jobs: int
+    max_parallel_jobs: int
+    early_stopping: bool = False
+    seed: int | None = None
+    status: str = IN_PROGRESS
+    created: float = field(default_factory=time.time)
+    driver_pid: int | None = None  # the process driving the trials
+    failure_reason: str | None = None
+
+    @property
+    def search_space(self) -> SearchSpace:
+        return SearchSpace.from_dict(self.space)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TuningRecord":
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})
 
 
-class LocalTuner:
-    def __init__(self, workspace: Workspace, runner: LocalJobRunner | None = None):
-        self.ws = workspace
-        self.runner = runner or LocalJobRunner(workspace)
+class TuningFolder:
+    """<workspace>/tuning/<name>/: the record file, the study's database and the driver's log."""
 
-    # -- files ------------------------------------------------------------------------------
-    def folder(self, name: str) -> Path:
-        return self.ws.root / "tuning" / name
+    def __init__(self, workspace: Workspace, name: str):
+        self.name = name
+        self.path = workspace.root / "tuning" / name
+        self.record_path = self.path / "tuning.json"
+        self.storage_url = f"sqlite:///{self.path / 'study.db'}"
+        self.driver_log = self.path / "driver.log"
 
-    def _record_path(self, name: str) -> Path:
-        return self.folder(name) / "tuning.json"
+    def exists(self) -> bool:
+        return self.record_path.exists()
 
-    def _read(self, name: str) -> dict:
+    def read(self) -> TuningRecord:
         try:
-            return json.loads(self._record_path(name).read_text())
+            return TuningRecord.from_dict(json.loads(self.record_path.read_text()))
         except FileNotFoundError:
-            raise JobNotFoundError(f"no local tuning job named {name!r} in {self.ws.root / 'tuning'}") from None
+            raise JobNotFoundError(f"no local tuning job named {self.name!r} in {self.path.parent}") from None
 
-    def _update(self, name: str, **values) -> dict:
-        record = self._read(name)
-        record.update(values)
-        atomic_write_json(self._record_path(name), record)
+    def write(self, record: TuningRecord) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.record_path, asdict(record))
+
+    def update(self, **values) -> TuningRecord:
+        record = self.read()
+        for key, value in values.items():
+            setattr(record, key, value)
+        self.write(record)
         return record
 
-    def _storage(self, name: str):
-        optuna = _optuna()
-        url = f"sqlite:///{self.folder(name) / 'study.db'}"
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
 
-    # -- creating ---------------------------------------------------------------------------
-    def create(self, spec: TuningSpec) -> str:
-        name = spec.name or job_name("hpo")
-        if self._record_path(name).exists():
-            raise ConfigError(f"a tuning job named {name!r} exists already; pick another --name "
-                              f"or continue it with --resume {name}")
-        space: SearchSpace = spec.space.for_grid() if spec.strategy == "grid" else spec.space
-        max_jobs = min(spec.max_jobs, space.grid_size()) if spec.strategy == "grid" else spec.max_jobs
-        record = {"name": name, "status": IN_PROGRESS, "created": time.time(), "data": spec.data,
-                  "static": spec.static_hyperparameters, "space": space.to_dict(), "strategy": spec.strategy,
-                  "max_jobs": max_jobs, "max_parallel_jobs": min(spec.max_parallel_jobs, max_jobs),
-                  "early_stopping": spec.early_stopping, "seed": spec.seed, "driver_pid": None}
-        self.folder(name).mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self._record_path(name), record)
-        study = self._study(record, create=True)
-        if spec.strategy == "grid":
-            # Enqueued rather than optuna's GridSampler, which calls study.stop() when the grid is
-            # exhausted and that only works inside study.optimize(), not with ask/tell.
-            names = list(space.ranges)
-            for values in itertools.product(*(space.ranges[n].values for n in names)):
-                study.enqueue_trial(dict(zip(names, values)))
-        return name
+# -- sampler and pruner policy --------------------------------------------------------------------
+def make_sampler(record: TuningRecord):
+    """TPE for bayesian and hyperband; random sampling for random, and for grid, whose points
+    are all enqueued when the job is created (see `TuningStudy.enqueue_grid`)."""
+    optuna = _optuna()
+    if record.strategy in (RANDOM, GRID):
+        return optuna.samplers.RandomSampler(seed=record.seed)
+    return optuna.samplers.TPESampler(seed=record.seed, n_startup_trials=max(2, record.max_jobs // 3))
 
-    def _study(self, record: dict, create: bool = False):
+
+def make_pruner(record: TuningRecord):
+    """Hyperband's brackets over epochs; else the median rule with --early-stopping (SageMaker's Auto)."""
+    optuna = _optuna()
+    if record.strategy == HYPERBAND:
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=hyperband_max_epochs(record.static),
+                                              reduction_factor=3)
+    if record.early_stopping:
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    return optuna.pruners.NopPruner()
+
+
+# -- the study --------------------------------------------------------------------------------------
+class TuningStudy:
+    """The Optuna study of one tuning job, in SQLite in its folder, and what the tuner does with it."""
+
+    def __init__(self, folder: TuningFolder, record: TuningRecord, *, create: bool = False):
         optuna = _optuna()
-        space = SearchSpace.from_dict(record["space"])
-        strategy, seed = record["strategy"], record.get("seed")
-        if strategy in ("random", "grid"):  # grid: every point is enqueued at creation (see `create`)
-            sampler = optuna.samplers.RandomSampler(seed=seed)
-        else:
-            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, record["max_jobs"] // 3))
-        if strategy == "hyperband":
-            max_epochs = int(record["static"].get("epochs", SCRIPT_DEFAULT_EPOCHS))
-            pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_epochs, 1), reduction_factor=3)
-        elif record.get("early_stopping"):
-            pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-        else:
-            pruner = optuna.pruners.NopPruner()
-        kwargs = dict(study_name=record["name"], storage=self._storage(record["name"]), sampler=sampler, pruner=pruner)
+        self.states = optuna.trial.TrialState
+        self.storage = optuna.storages.RDBStorage(folder.storage_url, engine_kwargs={"connect_args": {"timeout": 30}})
+        kwargs = dict(study_name=record.name, storage=self.storage, sampler=make_sampler(record),
+                      pruner=make_pruner(record))
         if create:
-            return optuna.create_study(direction=space.objective.goal, **kwargs)
-        return optuna.load_study(**kwargs)
-
-    # -- describing -------------------------------------------------------------------------
-    def describe(self, name: str) -> TuningResult:
-        record = self._read(name)
-        optuna = _optuna()
-        study = self._study(record)
-        space = SearchSpace.from_dict(record["space"])
-        S = optuna.trial.TrialState
-        trials: list[TrialResult] = []
-        for t in study.get_trials(deepcopy=False):
-            if t.user_attrs.get(INTERRUPTED) or t.state == S.WAITING:
-                continue
-            job = t.user_attrs.get("job", f"trial-{t.number}")
-            status = {S.COMPLETE: COMPLETED, S.PRUNED: STOPPED, S.FAIL: FAILED}.get(t.state, IN_PROGRESS)
-            value = t.value if t.state == S.COMPLETE else (
-                t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
-            duration = None
-            try:
-                duration = self.runner.describe(job).duration_s
-            except JobNotFoundError:
-                pass
-            reason = t.user_attrs.get("failure_reason") or ("pruned (early stopping)" if status == STOPPED else None)
-            trials.append(TrialResult(job, status, dict(t.params), value, duration, reason))
-        status, reason = record["status"], record.get("failure_reason")
-        if status == IN_PROGRESS and not pid_alive(record.get("driver_pid")):
-            status, reason = STOPPED, f"the tuning process stopped; `dogbreed tune --resume {name}` continues it"
-        completed = [t for t in trials if t.status == COMPLETED and t.objective is not None]
-        best = min(completed, key=lambda t: space.objective.sort_key(t.objective)) if completed else None
-        return TuningResult(name=name, backend="local", status=status, strategy=record["strategy"],
-                            objective_metric=space.objective.metric, objective_goal=space.objective.goal,
-                            max_jobs=record["max_jobs"], trials=trials, best=best, location=str(self.folder(name)),
-                            failure_reason=reason)
-
-    # -- driving ----------------------------------------------------------------------------
-    def start_detached(self, name: str) -> None:
-        """Drive in a background process that outlives this one (`--no-wait`)."""
-        with open(self.folder(name) / "driver.log", "a") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "dogbreed.backends.local.tuning", str(self.ws.root), name],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        self._update(name, driver_pid=proc.pid, status=IN_PROGRESS)
-
-    def drive(self, name: str, progress: TuningProgress | None = None) -> TuningResult:
-        """Run trials until max_jobs have finished; resumable (see module docstring)."""
-        record = self._read(name)
-        pid = record.get("driver_pid")
-        if pid and pid != os.getpid() and pid_alive(pid) and record["status"] == IN_PROGRESS:
-            raise ConfigError(f"tuning job {name} is running in process {pid}; follow it with "
-                              f"`dogbreed tune --attach {name}`")
-        record = self._update(name, driver_pid=os.getpid(), status=IN_PROGRESS, failure_reason=None)
-        optuna = _optuna()
-        study = self._study(record)
-        space = SearchSpace.from_dict(record["space"])
-        self._recover(study, space.objective.metric)
-        events: queue.Queue = queue.Queue()
-        active: dict[int, _Active] = {}
-        threads = max(1, (os.cpu_count() or 1) // record["max_parallel_jobs"])
-        env = {ENV_FEATURE_CACHE: str(self.ws.cache_dir / "features"), "OMP_NUM_THREADS": str(threads)}
-        S = optuna.trial.TrialState
-
-        def counted() -> int:
-            return sum(1 for t in study.get_trials(deepcopy=False)
-                       if t.state in (S.COMPLETE, S.PRUNED) or (t.state == S.FAIL and not t.user_attrs.get(INTERRUPTED)))
-
-        def report():
-            if progress:
-                progress(self.describe(name))
-
-        try:
-            while True:
-                done = counted()
-                while len(active) < record["max_parallel_jobs"] and done + len(active) < record["max_jobs"]:
-                    trial = study.ask()
-                    params = suggest(trial, space)
-                    job = f"{name}-{trial.number + 1:03d}"
-                    trial.set_user_attr("job", job)
-                    spec = TrainingJobSpec(entry_point="hpo.py", hyperparameters={**record["static"], **params},
-                                           data=record["data"], base_name=name, job_name=job, env=env)
-                    running = self.runner.start(spec, log=lambda line, n=trial.number: events.put((n, line)))
-                    active[trial.number] = _Active(trial, running)
-                if not active:
-                    break
-                finished = [n for n, a in active.items() if a.job.done()]
-                self._drain(events, active, space)
-                for n in finished:
-                    self._finish(study, active.pop(n), space)
-                if finished:
-                    report()
-                else:
-                    time.sleep(0.2)
-        except BaseException as exc:
-            for a in active.values():
-                a.job.stop()
-            for a in active.values():
-                a.job.wait()
-                self._interrupt(study, a.trial)
-            status = STOPPED if isinstance(exc, KeyboardInterrupt) else FAILED
-            self._update(name, status=status, failure_reason=f"{type(exc).__name__}: {exc}" if status == FAILED
-                         else f"stopped by the user; `dogbreed tune --resume {name}` continues it")
-            raise
-        result = self.describe(name)
-        if result.best is None:
-            reasons = sorted({t.failure_reason for t in result.trials if t.failure_reason})
-            self._update(name, status=FAILED, failure_reason="no trial completed: " + "; ".join(reasons)[:900])
+            self.study = optuna.create_study(direction=record.search_space.objective.goal, **kwargs)
         else:
-            self._update(name, status=COMPLETED)
-        return self.describe(name)
+            self.study = optuna.load_study(**kwargs)
 
-    def _drain(self, events: queue.Queue, active: dict[int, _Active], space: SearchSpace) -> None:
-        metric = space.objective.metric
-        while True:
-            try:
-                number, line = events.get_nowait()
-            except queue.Empty:
-                return
-            a = active.get(number)
-            value = metrics.parse_line(line).get(metric)
-            if a is None or value is None or math.isnan(value):
-                continue
-            a.steps += 1
-            a.trial.report(value, a.steps)
-            if not a.prune_requested and a.trial.should_prune():
-                a.prune_requested = True
-                a.job.stop()
+    def enqueue_grid(self, space: SearchSpace) -> None:
+        # Enqueued rather than optuna's GridSampler, which calls study.stop() when the grid is
+        # exhausted and that only works inside study.optimize(), not with ask/tell.
+        names = list(space.ranges)
+        for values in itertools.product(*(space.ranges[n].values for n in names)):
+            self.study.enqueue_trial(dict(zip(names, values)))
 
-    def _finish(self, study, a: _Active, space: SearchSpace) -> None:
-        optuna = _optuna()
-        S = optuna.trial.TrialState
-        desc = a.job.wait()
-        metric = space.objective.metric
-        if a.prune_requested:
-            study.tell(a.trial, state=S.PRUNED)
-        elif desc.status == COMPLETED and metric in desc.metrics:
-            study.tell(a.trial, desc.metrics[metric])
-        else:
-            reason = desc.failure_reason or f"no {metric} metric in the log"
-            a.trial.set_user_attr("failure_reason", reason)
-            study.tell(a.trial, state=S.FAIL)
+    def recorded(self) -> list:
+        """The trials that are part of the job's record: not queued, not cut short."""
+        return [t for t in self.study.get_trials(deepcopy=False)
+                if t.state != self.states.WAITING and not t.user_attrs.get(INTERRUPTED)]
 
-    def _interrupt(self, study, trial) -> None:
-        """Mark a cut-short trial as not counting and queue its hyperparameters for a rerun."""
-        optuna = _optuna()
-        params = dict(trial.params)
-        trial.set_user_attr(INTERRUPTED, True)
-        study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-        study.enqueue_trial(params, skip_if_exists=False)
+    def counted(self) -> int:
+        """Trials that count toward max_jobs: finished ones, failures included (as on SageMaker)."""
+        S = self.states
+        return sum(1 for t in self.recorded() if t.state in (S.COMPLETE, S.PRUNED, S.FAIL))
 
-    def _recover(self, study, metric: str) -> None:
-        """After a crash: trials still marked running either finished (their job says so) or
-        are rerun."""
-        optuna = _optuna()
-        S = optuna.trial.TrialState
-        for t in study.get_trials(deepcopy=False, states=(S.RUNNING,)):
-            job = t.user_attrs.get("job")
-            desc = None
-            if job:
-                try:
-                    desc = self.runner.describe(job)
-                except JobNotFoundError:
-                    desc = None
-            if desc is not None and desc.status == COMPLETED and metric in desc.metrics:
-                study.tell(t.number, desc.metrics[metric])
-            else:  # a live handle on the stored trial (optuna keeps its id private)
-                self._interrupt(study, optuna.trial.Trial(study, t._trial_id))
+    def running(self) -> list:
+        return self.study.get_trials(deepcopy=False, states=(self.states.RUNNING,))
 
+    def ask(self, space: SearchSpace):
+        """A new trial (a queued one first) and its hyperparameters."""
+        trial = self.study.ask()
+        return trial, suggest(trial, space)
 
-def check_local_data(data: str, cache_dir: Path | None = None) -> None:
-    """What `dogbreed data check` checks, before any trial starts. The check decodes every
-    image (half a minute for dogImages), so a pass is remembered under `cache_dir` by the
-    data's fingerprint (paths, sizes, mtimes): an unchanged dataset is not decoded again."""
-    from dogbreed.data.check import check_dataset
-    from dogbreed.errors import DataError
-    from dogbreed.training.data import find_root
-    from dogbreed.training.features import data_fingerprint
+    def complete(self, number: int, value: float) -> None:
+        self.study.tell(number, value)
 
-    if data.startswith("s3://"):
-        raise ConfigError(f"the local backend reads a local folder, not {data}; pass --data DIR "
-                          "or use --backend sagemaker")
-    marker = None
-    if cache_dir is not None and Path(data).is_dir():
-        root = find_root(data)
-        files = sorted((str(p), 0) for p in root.rglob("*") if p.is_file())
-        marker = cache_dir / f"data-check-{data_fingerprint(root, files)}.ok"
-        if marker.is_file():
+    def prune(self, number: int) -> None:
+        self.study.tell(number, state=self.states.PRUNED)
+
+    def fail(self, number: int, reason: str) -> None:
+        self._set_user_attr(number, FAILURE_REASON, reason)
+        self.study.tell(number, state=self.states.FAIL)
+
+    def interrupt(self, number: int, params: dict) -> None:
+        """A trial cut short stops counting, and its hyperparameters are queued for a rerun."""
+        trial = self.storage.get_trial(self._trial_id(number))
+        if trial.state.is_finished():
             return
-    try:
-        report = check_dataset(data)
-    except DataError as exc:
-        raise DataError(f"{data} fails `dogbreed data check`: {exc}") from None
-    if not report.ok:
-        raise DataError(f"{data} fails `dogbreed data check`: train/ and valid/ both need readable images")
-    if marker is not None:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"root": str(report.root), "images": report.images}) + "\n")
+        self._set_user_attr(number, INTERRUPTED, True)
+        self.study.tell(number, state=self.states.FAIL)
+        self.study.enqueue_trial(params, skip_if_exists=False)
+
+    def _trial_id(self, number: int) -> int:
+        study_id = self.storage.get_study_id_from_name(self.study.study_name)
+        return self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+    def _set_user_attr(self, number: int, key: str, value: Any) -> None:
+        # Through the storage: after a crash only the trial's number is left, not a live optuna.Trial.
+        self.storage.set_trial_user_attr(self._trial_id(number), key, value)
 
 
 def suggest(trial, space: SearchSpace) -> dict:
@@ -333,6 +213,201 @@ def suggest(trial, space: SearchSpace) -> dict:
         elif isinstance(r, Continuous):
             out[name] = trial.suggest_float(name, r.low, r.high, log=r.scale == "log")
     return out
+
+
+# -- the drive loop ---------------------------------------------------------------------------------
+@dataclass
+class _ActiveTrial:
+    trial: Any  # optuna.Trial
+    params: dict
+    job: RunningJob
+    steps: int = 0  # objective values reported to the pruner so far
+    prune_requested: bool = False
+
+
+class TrialLoop:
+    """Runs a tuning job's trials as local jobs until max_jobs have finished: keeps up to
+    max_parallel_jobs running, feeds each trial's per-epoch objective (parsed live from its
+    log) to the pruner, and records how each trial ends."""
+
+    def __init__(self, record: TuningRecord, study: TuningStudy, runner: LocalJobRunner, env: dict[str, str]):
+        self.record, self.study, self.runner, self.env = record, study, runner, env
+        self.space = record.search_space
+        self.metric = self.space.objective.metric
+        self.events: queue.Queue = queue.Queue()  # (trial number, log line) from the jobs' log threads
+        self.active: dict[int, _ActiveTrial] = {}
+
+    def run(self, on_trial_finished: Callable[[], None] = lambda: None) -> None:
+        while True:
+            self._start_trials()
+            if not self.active:
+                return
+            finished = [n for n, a in self.active.items() if a.job.done()]
+            self._feed_objective_values()
+            for number in finished:
+                self._record_end(self.active.pop(number))
+            if finished:
+                on_trial_finished()
+            else:
+                time.sleep(0.2)
+
+    def stop_all(self) -> None:
+        """Stop every running trial and queue it for a rerun on resume."""
+        for a in self.active.values():
+            a.job.stop()
+        for a in self.active.values():
+            a.job.wait()
+            self.study.interrupt(a.trial.number, a.params)
+
+    def _start_trials(self) -> None:
+        done = self.study.counted()
+        while len(self.active) < self.record.max_parallel_jobs and done + len(self.active) < self.record.max_jobs:
+            trial, params = self.study.ask(self.space)
+            job = f"{self.record.name}-{trial.number + 1:03d}"
+            trial.set_user_attr(JOB, job)
+            spec = TrainingJobSpec(entry_point="hpo.py", hyperparameters={**self.record.static, **params},
+                                   data=self.record.data, base_name=self.record.name, job_name=job, env=self.env)
+            running = self.runner.start(spec, log=lambda line, n=trial.number: self.events.put((n, line)))
+            self.active[trial.number] = _ActiveTrial(trial, params, running)
+
+    def _feed_objective_values(self) -> None:
+        while True:
+            try:
+                number, line = self.events.get_nowait()
+            except queue.Empty:
+                return
+            a = self.active.get(number)
+            value = metrics.parse_line(line).get(self.metric)
+            if a is None or value is None or math.isnan(value):
+                continue
+            a.steps += 1
+            a.trial.report(value, a.steps)
+            if not a.prune_requested and a.trial.should_prune():
+                a.prune_requested = True
+                a.job.stop()
+
+    def _record_end(self, a: _ActiveTrial) -> None:
+        desc = a.job.wait()
+        number = a.trial.number
+        if a.prune_requested:
+            self.study.prune(number)
+        elif desc.status == COMPLETED and self.metric in desc.metrics:
+            self.study.complete(number, desc.metrics[self.metric])
+        else:
+            self.study.fail(number, desc.failure_reason or f"no {self.metric} metric in the log")
+
+
+# -- the tuner ----------------------------------------------------------------------------------------
+class LocalTuner:
+    def __init__(self, workspace: Workspace, runner: LocalJobRunner | None = None):
+        self.ws = workspace
+        self.runner = runner or LocalJobRunner(workspace)
+
+    def folder(self, name: str) -> TuningFolder:
+        return TuningFolder(self.ws, name)
+
+    def create(self, spec: TuningSpec) -> str:
+        name = spec.name or job_name("hpo")
+        folder = self.folder(name)
+        if folder.exists():
+            raise ConfigError(f"a tuning job named {name!r} exists already; pick another --name "
+                              f"or continue it with --resume {name}")
+        space = spec.space.for_strategy(spec.strategy)
+        max_jobs, max_parallel_jobs = spec.space.capped_jobs(spec.strategy, spec.max_jobs, spec.max_parallel_jobs)
+        record = TuningRecord(name=name, data=spec.data, static=spec.static_hyperparameters, space=space.to_dict(),
+                              strategy=spec.strategy, max_jobs=max_jobs, max_parallel_jobs=max_parallel_jobs,
+                              early_stopping=spec.early_stopping, seed=spec.seed)
+        folder.write(record)
+        study = TuningStudy(folder, record, create=True)
+        if spec.strategy == GRID:
+            study.enqueue_grid(space)
+        return name
+
+    def describe(self, name: str) -> TuningResult:
+        folder = self.folder(name)
+        record = folder.read()
+        study = TuningStudy(folder, record)
+        objective = record.search_space.objective
+        trials = [self._trial_result(study, t) for t in study.recorded()]
+        status, reason = record.status, record.failure_reason
+        if status == IN_PROGRESS and not pid_alive(record.driver_pid):
+            status, reason = STOPPED, f"the tuning process stopped; `dogbreed tune --resume {name}` continues it"
+        result = TuningResult(name=name, backend="local", status=status, strategy=record.strategy,
+                              objective_metric=objective.metric, objective_goal=objective.goal,
+                              max_jobs=record.max_jobs, trials=trials, location=str(folder.path),
+                              failure_reason=reason)
+        result.best = next((t for t in result.ranked() if t.status == COMPLETED and t.objective is not None), None)
+        return result
+
+    def _trial_result(self, study: TuningStudy, t) -> TrialResult:
+        S = study.states
+        job = t.user_attrs.get(JOB, f"trial-{t.number}")
+        status = {S.COMPLETE: COMPLETED, S.PRUNED: STOPPED, S.FAIL: FAILED}.get(t.state, IN_PROGRESS)
+        if t.state == S.COMPLETE:
+            value = t.value
+        else:  # the last objective value it reported, if any
+            value = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None
+        try:
+            duration = self.runner.describe(job).duration_s
+        except JobNotFoundError:
+            duration = None
+        reason = t.user_attrs.get(FAILURE_REASON) or ("pruned (early stopping)" if status == STOPPED else None)
+        return TrialResult(job, status, dict(t.params), value, duration, reason)
+
+    def start_detached(self, name: str) -> None:
+        """Drive in a background process that outlives this one (`--no-wait`)."""
+        folder = self.folder(name)
+        pid = start_detached_worker("dogbreed.backends.local.tuning", self.ws, name, log_file=folder.driver_log)
+        folder.update(driver_pid=pid, status=IN_PROGRESS)
+
+    def drive(self, name: str, progress: TuningProgress | None = None) -> TuningResult:
+        """Run trials until max_jobs have finished; resumable (see module docstring)."""
+        folder = self.folder(name)
+        record = folder.read()
+        pid = record.driver_pid
+        if pid and pid != os.getpid() and pid_alive(pid) and record.status == IN_PROGRESS:
+            raise ConfigError(f"tuning job {name} is running in process {pid}; follow it with "
+                              f"`dogbreed tune --attach {name}`")
+        record = folder.update(driver_pid=os.getpid(), status=IN_PROGRESS, failure_reason=None)
+        study = TuningStudy(folder, record)
+        self._recover(study, record.search_space.objective.metric)
+        loop = TrialLoop(record, study, self.runner, self._trial_env(record))
+        try:
+            loop.run(on_trial_finished=lambda: progress(self.describe(name)) if progress else None)
+        except BaseException as exc:
+            loop.stop_all()
+            if isinstance(exc, KeyboardInterrupt):
+                folder.update(status=STOPPED, failure_reason=f"stopped by the user; `dogbreed tune --resume {name}` "
+                                                             "continues it")
+            else:
+                folder.update(status=FAILED, failure_reason=f"{type(exc).__name__}: {exc}")
+            raise
+        result = self.describe(name)
+        if result.best is None:
+            reasons = sorted({t.failure_reason for t in result.trials if t.failure_reason})
+            folder.update(status=FAILED, failure_reason="no trial completed: " + "; ".join(reasons)[:900])
+        else:
+            folder.update(status=COMPLETED)
+        return self.describe(name)
+
+    def _trial_env(self, record: TuningRecord) -> dict[str, str]:
+        """Trials share the cached backbone features and split this machine's cores."""
+        threads = max(1, (os.cpu_count() or 1) // record.max_parallel_jobs)
+        return {ENV_FEATURE_CACHE: str(self.ws.cache_dir / "features"), "OMP_NUM_THREADS": str(threads)}
+
+    def _recover(self, study: TuningStudy, metric: str) -> None:
+        """After a crash: trials still marked running either finished (their job says so) or
+        are rerun."""
+        for t in study.running():
+            job = t.user_attrs.get(JOB)
+            try:
+                desc = self.runner.describe(job) if job else None
+            except JobNotFoundError:
+                desc = None
+            if desc is not None and desc.status == COMPLETED and metric in desc.metrics:
+                study.complete(t.number, desc.metrics[metric])
+            else:
+                study.interrupt(t.number, dict(t.params))
 
 
 def main(argv: list[str] | None = None) -> None:  # the driver that `LocalTuner.start_detached` starts

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dogbreed import costs
+from dogbreed.backends.sagemaker import costs
 
 # Deleted in this order: an endpoint holds its config, a config holds its models.
 KINDS = ("endpoint", "endpoint-config", "model")

@@ -59,7 +59,7 @@ def deploy(ctx: AwsContext, spec: EndpointSpec, source_dir: str, log=None) -> En
         what = f"1 x {instance}"
     if log:
         log(f"deploying {uri} to endpoint {name} on {what}; this takes several minutes")
-    from dogbreed import costs
+    from dogbreed.backends.sagemaker import costs
 
     tags = costs.expiry_tags(spec.auto_delete_after_s) if spec.auto_delete_after_s else None
     model.deploy(endpoint_name=name, wait=True, tags=tags, **where)

@@ -73,7 +73,7 @@ def with_job_name(spec: TrainingJobSpec) -> TrainingJobSpec:
 
 
 def cost_estimate(ctx: AwsContext, spec: TrainingJobSpec):
-    from dogbreed.costs import estimate_training
+    from dogbreed.backends.sagemaker.costs import estimate_training
 
     s = ctx.settings
     return estimate_training(spec.instance_type or s.instance_type, spec.processes, spec.max_run_s or s.max_run_s,
@@ -99,7 +99,8 @@ def describe(ctx: AwsContext, name: str) -> JobDescription:
     return description_from_api(d)
 
 
-def _ts(value) -> float | None:
+def seconds(value) -> float | None:
+    """A time from the API (a datetime from boto3, or already seconds since the epoch) as epoch seconds."""
     return value.timestamp() if hasattr(value, "timestamp") else value
 
 
@@ -113,18 +114,20 @@ def description_from_api(d: dict) -> JobDescription:
         backend="sagemaker",
         entry_point=hp.decode({"p": d.get("HyperParameters", {}).get("sagemaker_program", '""')}).get("p", ""),
         hyperparameters=hp.decode(d.get("HyperParameters", {})),
-        created=_ts(d.get("CreationTime")) or time.time(),
-        started=_ts(d.get("TrainingStartTime")),
-        ended=_ts(d.get("TrainingEndTime")),
+        created=seconds(d.get("CreationTime")) or time.time(),
+        started=seconds(d.get("TrainingStartTime")),
+        ended=seconds(d.get("TrainingEndTime")),
         metrics=metrics,
-        model_data=(d.get("ModelArtifacts") or {}).get("S3ModelArtifacts") if d["TrainingJobStatus"] == COMPLETED else None,
+        model_data=((d.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+                    if d["TrainingJobStatus"] == COMPLETED else None),
         failure_reason=d.get("FailureReason"),
         location=f"https://console.aws.amazon.com/sagemaker/home#/jobs/{d['TrainingJobName']}",
         data=next((c["DataSource"]["S3DataSource"]["S3Uri"] for c in d.get("InputDataConfig", [])
                    if "S3DataSource" in c.get("DataSource", {})), None),
         extra={"secondary_status": d.get("SecondaryStatus"),
                "rules": [{k: r.get(k) for k in ("RuleConfigurationName", "RuleEvaluationStatus", "StatusDetails")}
-                         for r in d.get("DebugRuleEvaluationStatuses", []) + d.get("ProfilerRuleEvaluationStatuses", [])],
+                         for r in (d.get("DebugRuleEvaluationStatuses", [])
+                                   + d.get("ProfilerRuleEvaluationStatuses", []))],
                "instance_type": (d.get("ResourceConfig") or {}).get("InstanceType")},
     )
 
@@ -136,5 +139,6 @@ def list_jobs(ctx: AwsContext, limit: int) -> list[JobDescription]:
     out = []
     for s in resp.get("TrainingJobSummaries", []):
         out.append(JobDescription(name=s["TrainingJobName"], status=s["TrainingJobStatus"], backend="sagemaker",
-                                  created=_ts(s.get("CreationTime")) or 0.0, ended=_ts(s.get("TrainingEndTime"))))
+                                  created=seconds(s.get("CreationTime")) or 0.0,
+                                  ended=seconds(s.get("TrainingEndTime"))))
     return out

@@ -2,21 +2,18 @@
 
 The ranges, objective and metric regexes come from `dogbreed.search_space` (the same ones
 the local tuner uses). Categorical values travel as strings and come back JSON-quoted
-('"64"'); `_plain` turns them back into numbers.
+('"64"'); `dogbreed.hyperparameters.plain_value` turns them back into numbers.
 """
 
 from __future__ import annotations
-
 
 from dogbreed.backends.base import IN_PROGRESS, TrainingJobSpec, TrialResult, TuningResult, TuningSpec
 from dogbreed.backends.sagemaker import training
 from dogbreed.backends.sagemaker.session import AwsContext
 from dogbreed.errors import JobNotFoundError
 from dogbreed.hyperparameters import plain_value
-from dogbreed.search_space import Categorical, Continuous, Integer, SearchSpace
+from dogbreed.search_space import GRID, HYPERBAND, Categorical, Continuous, Integer, SearchSpace, hyperband_max_epochs
 
-STRATEGIES = {"bayesian": "Bayesian", "random": "Random", "grid": "Grid", "hyperband": "Hyperband"}
-SCRIPT_DEFAULT_EPOCHS = 5  # hpo.py's --epochs default: Hyperband's max resource when epochs is not set
 POLL_S = 30.0
 
 
@@ -48,11 +45,12 @@ def make_tuner(ctx: AwsContext, spec: TuningSpec, source_dir: str):
     import_sagemaker()
     from sagemaker.tuner import HyperbandStrategyConfig, HyperparameterTuner, StrategyConfig
 
-    space: SearchSpace = spec.space.for_grid() if spec.strategy == "grid" else spec.space
+    space: SearchSpace = spec.space.for_strategy(spec.strategy)
+    max_jobs, max_parallel_jobs = spec.space.capped_jobs(spec.strategy, spec.max_jobs, spec.max_parallel_jobs)
     estimator = training.make_estimator(ctx, trial_spec(ctx, spec), source_dir)
     strategy_config = None
-    if spec.strategy == "hyperband":
-        max_epochs = int(spec.static_hyperparameters.get("epochs", SCRIPT_DEFAULT_EPOCHS))
+    if spec.strategy == HYPERBAND:
+        max_epochs = hyperband_max_epochs(spec.static_hyperparameters)
         strategy_config = StrategyConfig(HyperbandStrategyConfig(min_resource=1, max_resource=max_epochs))
     return HyperparameterTuner(
         estimator,
@@ -60,23 +58,24 @@ def make_tuner(ctx: AwsContext, spec: TuningSpec, source_dir: str):
         objective_type=space.objective.sagemaker_type,
         hyperparameter_ranges=sdk_ranges(space),
         metric_definitions=space.metric_definitions,
-        strategy=STRATEGIES[spec.strategy],
+        strategy=spec.strategy.capitalize(),  # SageMaker's names: Bayesian, Random, Grid, Hyperband
         strategy_config=strategy_config,
-        # Grid: the SDK sends max_jobs=None as is and botocore refuses it; cap at the grid's size.
-        max_jobs=min(spec.max_jobs, space.grid_size()) if spec.strategy == "grid" else spec.max_jobs,
-        max_parallel_jobs=spec.max_parallel_jobs,
+        # Grid: the SDK sends max_jobs=None as is and botocore refuses it; capped at the grid's size.
+        max_jobs=max_jobs,
+        max_parallel_jobs=max_parallel_jobs,
         # Hyperband stops trials itself; SageMaker refuses early stopping on top of it.
-        early_stopping_type="Auto" if spec.early_stopping and spec.strategy != "hyperband" else "Off",
+        early_stopping_type="Auto" if spec.early_stopping and spec.strategy != HYPERBAND else "Off",
         random_seed=spec.seed,
         base_tuning_job_name="dbhpo",
     )
 
 
 def cost_line(ctx: AwsContext, spec: TuningSpec) -> str:
-    from dogbreed.costs import estimate_tuning
+    from dogbreed.backends.sagemaker.costs import estimate_tuning
 
     s = ctx.settings
-    jobs = spec.space.for_grid().grid_size() if spec.strategy == "grid" else spec.max_jobs
+    # Grid: every point is priced, even when max_jobs caps the run (an upper bound).
+    jobs = spec.space.grid_size() if spec.strategy == GRID else spec.max_jobs
     return estimate_tuning(trial_spec(ctx, spec).instance_type, jobs, s.max_run_s, spot=s.spot).line()
 
 
@@ -86,13 +85,10 @@ def start(ctx: AwsContext, spec: TuningSpec, source_dir: str) -> str:
     return tuner.latest_tuning_job.name
 
 
-def _ts(value) -> float | None:
-    return value.timestamp() if hasattr(value, "timestamp") else value
-
-
 def _trial(summary: dict) -> TrialResult:
     objective = (summary.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value")
-    started, ended = _ts(summary.get("TrainingStartTime")), _ts(summary.get("TrainingEndTime"))
+    started = training.seconds(summary.get("TrainingStartTime"))
+    ended = training.seconds(summary.get("TrainingEndTime"))
     return TrialResult(
         name=summary["TrainingJobName"], status=summary["TrainingJobStatus"],
         hyperparameters={k: plain_value(v) for k, v in (summary.get("TunedHyperParameters") or {}).items()},

@@ -87,7 +87,8 @@ def estimate_tuning(instance_type: str, max_jobs: int, max_run_s: int, instance_
     return Estimate("tuning", instance_type, max_jobs * instance_count, max_run_s, spot)
 
 
-def endpoint_cost_line(instance_type: str | None, instance_count: int = 1, serverless_memory_mb: int | None = None) -> str:
+def endpoint_cost_line(instance_type: str | None, instance_count: int = 1,
+                       serverless_memory_mb: int | None = None) -> str:
     if serverless_memory_mb:
         per_s = serverless_memory_mb / 1024 * SERVERLESS_USD_PER_GB_SECOND
         return (f"serverless endpoint: ~{_money(per_s * 3600)} per hour of busy compute, nothing while idle "
