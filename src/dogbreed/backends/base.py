@@ -264,12 +264,13 @@ class Backend(abc.ABC):
             raise KeyError(f"unknown capability {capability!r}")
         return callable(getattr(cls, capability, None))
 
-    def require(self, capability: str) -> Callable:
-        """The bound method for `capability`, or a ConfigError saying why it is not there."""
+    def require(self, capability: str, name: str | None = None) -> Callable:
+        """The bound method for `capability`, or a ConfigError saying why it is not there
+        (`instead`, with `{name}` filled in by the job or endpoint the caller meant)."""
         from dogbreed.errors import ConfigError
 
         if not self.supports(capability):
-            why = self.instead.get(capability, "")
+            why = self.instead.get(capability, "").replace("{name}", name or "NAME")
             raise ConfigError(f"the {self.name} backend cannot {OPTIONAL[capability]}" + (f": {why}" if why else ""))
         return getattr(self, capability)
 

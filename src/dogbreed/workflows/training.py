@@ -55,7 +55,7 @@ def run_training(session: Session, spec: TrainingJobSpec, *, wait: bool = True,
 def resume_training(session: Session, name: str | None, *, log: LogSink | None = None) -> JobDescription:
     """Run a Failed/Stopped job again from its last checkpoint (default: the last training job)."""
     backend, name = _job_backend(session, name, "--resume JOB")
-    return _record(session, backend, backend.require("resume_training_job")(name, log=log), wait=True)
+    return _record(session, backend, backend.require("resume_training_job", name)(name, log=log), wait=True)
 
 
 def training_status(session: Session, name: str | None) -> JobDescription:

@@ -68,7 +68,7 @@ def resume_tuning(session: Session, name: str | None, *, wait: bool = True,
     if not target:
         raise StateError("no tuning job recorded; pass --resume NAME")
     backend = session.backend(last.get("backend") if target == last.get("name") else None)
-    return backend.require("resume_tuning")(target, wait=wait, progress=progress)
+    return backend.require("resume_tuning", target)(target, wait=wait, progress=progress)
 
 
 def tuning_folder(session: Session, name: str) -> Path:

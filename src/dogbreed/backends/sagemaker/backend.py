@@ -18,10 +18,10 @@ class SageMakerBackend(Backend):
     instead = {
         # A SageMaker job cannot run twice; interruptions are handled inside the job instead:
         # with --spot, SageMaker restarts it and train_model.py resumes from /opt/ml/checkpoints.
-        "resume_training_job": "a SageMaker job cannot be restarted; train with --spot to get checkpointed, "
+        "resume_training_job": "a SageMaker job cannot be restarted ({name}); train with --spot to get checkpointed, "
                                "automatically resumed jobs, or start a new job",
-        "resume_tuning": "SageMaker tuning jobs keep running in the cloud when this command stops: follow one "
-                         "with `dogbreed --backend sagemaker tune --attach NAME`",
+        "resume_tuning": "SageMaker tuning jobs keep running in the cloud when this command stops: follow it "
+                         "with `dogbreed --backend sagemaker tune --attach {name}`",
     }
 
     def __init__(self, workspace: Workspace, settings=None):
