@@ -181,3 +181,43 @@ def test_multipart_objects_are_verified_by_their_composite_etag(aws, s3, tmp_pat
     assert result.uploaded == ["train/big.bin"] and result.skipped == 1
     assert s3.get_object(Bucket=BUCKET, Key="m/train/big.bin")["Body"].read() == big.read_bytes()
     assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_missing_bucket_then_created_the_rerun_finishes(cli, workspace, data, s3):
+    r = cli("--bucket", "dogbreed-not-yet", "data", "upload", data)
+    assert r.exit_code == 1 and r.output.count("\n") == 1
+    assert "bucket 'dogbreed-not-yet' does not exist: create it with `aws s3 mb s3://dogbreed-not-yet`" in r.output
+    s3.create_bucket(Bucket="dogbreed-not-yet")
+    r = cli("--bucket", "dogbreed-not-yet", "data", "upload", data)
+    assert r.exit_code == 0, r.output
+    n = len([p for p in data.rglob("*") if p.is_file()])
+    assert f"{n} uploaded" in r.output
+
+
+def test_expired_token_mid_multipart_leaves_no_parts_and_the_rerun_finishes(aws, s3, tmp_path, monkeypatch):
+    import boto3
+
+    from dogbreed.backends.sagemaker.s3 import UploadError, upload_dataset
+
+    part = 5 * 1024 * 1024
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    big = tmp_path / "d" / "train" / "big.bin"
+    big.write_bytes(bytes(range(256)) * (11 * 1024 * 1024 // 256))
+    session = boto3.Session(region_name="us-east-1")
+    parts = []
+
+    def expire_after_two(**kwargs):
+        parts.append(1)
+        if len(parts) > 2:
+            return s3_error("ExpiredToken", "The provided token has expired.")
+
+    session.events.register("before-call.s3.UploadPart", expire_after_two)
+    with pytest.raises(UploadError, match=r"upload stopped: the AWS session token has expired.* 0 of 1 files"):
+        upload_dataset(session, BUCKET, "us-east-1", tmp_path / "d", "m", part_size=part)
+    assert keys(s3, "m/") == []
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []  # aborted: nothing left billing
+
+    result = upload_dataset(boto3.Session(region_name="us-east-1"), BUCKET, "us-east-1", tmp_path / "d", "m",
+                            part_size=part)
+    assert result.uploaded == ["train/big.bin"]
+    assert s3.get_object(Bucket=BUCKET, Key="m/train/big.bin")["Body"].read() == big.read_bytes()
