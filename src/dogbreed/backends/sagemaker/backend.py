@@ -72,7 +72,8 @@ class SageMakerBackend(Backend):
     def start_tuning(self, spec, *, wait=True, progress=None):
         from dogbreed.backends.sagemaker import tuning
 
-        name = tuning.start(self.ctx, spec, str(stage_source_dir()))
+        # trials run without the hook (a tuning job has no Debugger config): nothing to pip-install
+        name = tuning.start(self.ctx, spec, str(stage_source_dir(requirements=False)))
         return self.attach_tuning(name, wait=wait, progress=progress)
 
     def attach_tuning(self, name, *, wait=True, progress=None):
