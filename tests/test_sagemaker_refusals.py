@@ -9,8 +9,10 @@ import json
 import pytest
 
 from tests.moto_support import BUCKET, ROLE_ARN
-from tests.test_tune_sagemaker import _on_every_session, sagemaker_tuning  # noqa: F401 (a fixture)
+from tests import test_tune_sagemaker
+from tests.test_tune_sagemaker import _on_every_session
 
+sagemaker_tuning = test_tune_sagemaker.sagemaker_tuning  # the captured tuning requests (a fixture)
 DATA = f"s3://{BUCKET}/dogbreed/data"
 AWS = ["--backend", "sagemaker", "--role", ROLE_ARN, "--bucket", BUCKET]
 TINY = ["--data", DATA, "--arch", "resnet18", "--weights", "none", "--epochs", 1]

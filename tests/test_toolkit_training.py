@@ -21,10 +21,12 @@ import pytest
 
 from tests.conftest import TINY_HPS
 from tests.moto_support import BUCKET, ROLE_ARN
-from tests.test_tune_sagemaker import _on_every_session, sagemaker_tuning  # noqa: F401 (a fixture)
+from tests import test_tune_sagemaker
+from tests.test_tune_sagemaker import _on_every_session
 from tests.toolkit.venv import HERE, toolkit_env, toolkit_python
 
 AWS = ["--backend", "sagemaker", "--role", ROLE_ARN, "--bucket", BUCKET]
+sagemaker_tuning = test_tune_sagemaker.sagemaker_tuning  # the captured tuning requests (a fixture)
 DATA = f"s3://{BUCKET}/dogbreed/data"
 STATIC = [x for k, v in TINY_HPS.items() if k != "batch-size" for x in ("-H", f"{k}={v}")]
 
