@@ -140,7 +140,9 @@ def same_answer(a: dict, b: dict) -> bool:
     return close(x, y)
 
 
+@pytest.mark.slow  # AWS's toolkit starts its own Python with torch, then trains or serves
 def test_aws_handler_answers_like_the_local_server(repacked_model, tmp_path):
+    toolkit_python()  # first: skips, saying why, where the toolkits are not installed
     model_dir, env = repacked_model
     reqs = requests_of_the_contract()
     aws = toolkit_answers(model_dir, env, reqs, tmp_path)

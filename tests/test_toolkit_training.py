@@ -121,7 +121,9 @@ def tuning_trial_hyperparameters(req: dict) -> dict:
     return {**definition["StaticHyperParameters"], **tuned, "_tuning_objective_metric": objective}
 
 
+@pytest.mark.slow  # AWS's toolkit starts its own Python with torch, then trains or serves
 def test_tuning_trial_under_the_training_toolkit(cli, workspace, sagemaker_tuning, tmp_path, sample_data):
+    toolkit_python()  # first: skips, saying why, where the toolkits are not installed
     r = cli(*AWS, "tune", "--data", DATA, *STATIC, "-H", "epochs=1", "--range", "lr=0.001:0.1:log",
             "--range", "batch-size=16,32", "--strategy", "random", "--max-jobs", 2, "--max-parallel-jobs", 1,
             "--name", "dbhpo-toolkit", "--no-wait")
@@ -143,7 +145,9 @@ def test_tuning_trial_under_the_training_toolkit(cli, workspace, sagemaker_tunin
     assert (base / "output" / "success").exists() and not (base / "output" / "failure").exists()
 
 
+@pytest.mark.slow  # AWS's toolkit starts its own Python with torch, then trains or serves
 def test_network_isolated_training_job_under_the_training_toolkit(cli, workspace, captured, tmp_path, sample_data):
+    toolkit_python()  # first: skips, saying why, where the toolkits are not installed
     r = cli(*AWS, "train", "--data", DATA, *STATIC, "-H", "batch-size=16", "--epochs", 1, "--network-isolation",
             "--no-wait")
     assert r.exit_code == 0, r.output
