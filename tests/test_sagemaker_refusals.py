@@ -79,6 +79,13 @@ def test_fewer_combinations_than_jobs_refused(cli, workspace, moto_state):
     assert everything() == NOTHING
 
 
+def test_negative_seed_refused(cli, workspace, moto_state):
+    _, everything = moto_state
+    r = cli(*AWS, "tune", "--data", DATA, "--seed", "-1")
+    one_line_error(r, "--seed -1", "0 or more")
+    assert everything() == NOTHING
+
+
 def test_grid_cost_line_counts_the_trials_that_run(cli, workspace, sagemaker_tuning):
     r = cli(*AWS, "tune", "--data", DATA, "--strategy", "grid", "--range", "batch-size=16,32,64", "-H", "lr=0.01",
             "-H", "epochs=1", "--max-jobs", 2, "--max-parallel-jobs", 1, "--no-wait")

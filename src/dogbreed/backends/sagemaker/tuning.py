@@ -49,6 +49,8 @@ def check(ctx: AwsContext, spec: TuningSpec) -> None:
         if isinstance(r, Categorical) and len(r.values) > MAX_CATEGORICAL_VALUES:
             raise ConfigError(f"--range {name} has {len(r.values)} values: SageMaker takes at most "
                               f"{MAX_CATEGORICAL_VALUES} per range")
+    if spec.seed is not None and spec.seed < 0:
+        raise ConfigError(f"--seed {spec.seed}: SageMaker takes a seed of 0 or more")
     combinations = distinct_combinations(spec.space)
     if spec.strategy != GRID and combinations is not None and combinations < spec.max_jobs:
         raise ConfigError(f"the ranges allow only {combinations} distinct combination(s), fewer than --max-jobs "
