@@ -6,8 +6,13 @@ STAMP   := $(VENV)/.installed
 # torch is pinned to the builds that lie on this machine's disk so that no resolver
 # pulls a different (multi-GB) build from the registry.
 TORCH   := torch==2.14.1 torchvision==0.29.1
+# AWS's own training and inference toolkits, for the contract tests (tests/test_toolkit_*.py). They
+# pin protobuf>=5, which smdebug (protobuf<=3.20.3) cannot share, so they get their own venv that
+# sees the main venv's packages (torch included) through a .pth file placed after its own.
+TOOLKITS_VENV := .venv-toolkits
+TOOLKITS := sagemaker-training==5.1.4 sagemaker-inference==1.10.1 sagemaker-pytorch-inference==2.0.25
 
-.PHONY: install browser-deps bench-deps demo test test-fast bench bench-quick clean
+.PHONY: install browser-deps toolkits bench-deps lint demo test test-fast bench bench-quick clean
 
 install: $(STAMP)
 
@@ -32,10 +37,26 @@ $(AWSCLI):
 	$(PY) -m venv .venv-awscli
 	.venv-awscli/bin/pip install -q --disable-pip-version-check awscli==1.46.3
 
+# Where the toolkits cannot be built (no compiler for sagemaker-training's C extension, no registry),
+# tests/test_toolkit_*.py skip, saying why.
+toolkits: $(TOOLKITS_VENV)/.installed
+
+$(TOOLKITS_VENV)/.installed: $(STAMP)
+	rm -rf $(TOOLKITS_VENV)
+	$(BIN)/python -m venv $(TOOLKITS_VENV)
+	$(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > \
+	  "$$($(TOOLKITS_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_main_venv.pth"
+	$(TOOLKITS_VENV)/bin/pip install -q --disable-pip-version-check $(TOOLKITS) $(TORCH) 2>&1 | \
+	  grep -v -e "^WARNING: Location" -e "dependency conflicts" -e "requires protobuf" || true
+	$(TOOLKITS_VENV)/bin/python -c 'import sagemaker_training, sagemaker_pytorch_serving_container' && \
+	  touch $@ || { rm -rf $(TOOLKITS_VENV); echo "note: AWS's toolkits could not be installed; \
+	  tests/test_toolkit_*.py will be skipped"; }
+
 demo: $(STAMP)
 	$(BIN)/dogbreed demo
 
 test: $(STAMP) browser-deps
+	-$(MAKE) --no-print-directory toolkits
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
@@ -48,4 +69,4 @@ bench-quick: $(STAMP) bench-deps
 	$(BIN)/python benchmarks/run_all.py --quick
 
 clean:
-	rm -rf $(VENV) .venv-awscli .dogbreed build *.egg-info
+	rm -rf $(VENV) $(TOOLKITS_VENV) .venv-awscli .dogbreed build *.egg-info

@@ -127,7 +127,7 @@ def test_bad_input_before_any_request(cli, workspace, sagemaker_tuning, monkeypa
     r = cli(*AWS, "tune", "--data", sample_data)
     assert r.exit_code == 1 and "reads data from S3" in r.output
     r = cli(*AWS, "tune", "--resume", "dbhpo-x")
-    assert r.exit_code == 1 and "--attach dbhpo-x" in r.output
+    assert r.exit_code == 1 and "tune --attach" in r.output
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
         monkeypatch.delenv(var, raising=False)

@@ -50,6 +50,31 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except DogbreedError as exc:
             raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            line = aws_refusal(exc)
+            if line is None:
+                raise
+            raise click.ClickException(line) from None
+
+
+def aws_refusal(exc: Exception) -> str | None:
+    """One line for an error raised by AWS (botocore) or by the SageMaker SDK's own checks (a
+    ValueError raised inside `sagemaker`), None for anything else (a bug: its traceback is useful)."""
+    import sys
+    import traceback
+    from pathlib import PurePath
+
+    botocore = sys.modules.get("botocore.exceptions")  # loaded only if AWS was used
+    if botocore is not None and isinstance(exc, (botocore.ClientError, botocore.BotoCoreError)):
+        err = (getattr(exc, "response", None) or {}).get("Error") or {}
+        op = getattr(exc, "operation_name", None)
+        detail = " ".join((f"{err.get('Code')}: {err.get('Message')}" if err else str(exc)).split())
+        return f"AWS {'refused ' + op if op else 'call failed'}: {detail}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if isinstance(exc, ValueError) and frames and \
+            {"sagemaker", "sagemaker_core"} & set(PurePath(frames[-1].filename).parts):
+        return f"the SageMaker SDK refused the request: {' '.join(str(exc).split())}"
+    return None
 
 
 @dataclass

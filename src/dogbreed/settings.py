@@ -101,6 +101,8 @@ KEYS: tuple[Key, ...] = (
         "PyTorch inference image version (newest: 2.6.0)"),
     Key("py_version", "str", "py312", ("DOGBREED_PY_VERSION",), "Python version of the images"),
     Key("spot", "bool", False, ("DOGBREED_SPOT",), "managed spot training (checkpointed, resumable)"),
+    Key("network_isolation", "bool", False, ("DOGBREED_NETWORK_ISOLATION",),
+        "SageMaker training without network access (no pip installs: no smdebug hook)"),
     Key("max_run", "duration", 6 * 3600, ("DOGBREED_MAX_RUN",), "stop a training job after this long"),
     Key("max_wait", "duration", None, ("DOGBREED_MAX_WAIT",),
         "spot only: give up after this long, waiting included (>= max_run)", default_note="2 x max_run"),

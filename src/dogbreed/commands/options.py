@@ -43,7 +43,7 @@ def collect_static(arch, weights, image_size, freeze, extra_hps, entry_point: st
 
 
 def sagemaker_job_options(f=None, *, kind: str = "training"):
-    """--instance-type --spot/--no-spot --max-run --max-wait for SageMaker jobs.
+    """--instance-type --spot/--no-spot --network-isolation --max-run --max-wait for SageMaker jobs.
 
     The values go straight into the resolved settings (`app.settings`, source "flag --spot"), so
     the command body needs no parameters for them. kind="tuning" sets the trial instance type.
@@ -61,6 +61,11 @@ def sagemaker_job_options(f=None, *, kind: str = "training"):
             click.option("--spot/--no-spot", default=None, expose_value=False, callback=flag_setter("spot"),
                          help="SageMaker managed spot training, checkpointed to S3 and resumed after an "
                               "interruption. [default: off, or `spot` in dogbreed.toml]"),
+            click.option("--network-isolation/--no-network-isolation", default=None, expose_value=False,
+                         callback=flag_setter("network_isolation"),
+                         help="SageMaker: the training container reaches no network (EnableNetworkIsolation); "
+                              "nothing is pip-installed, so the smdebug hook and Debugger rules are off. "
+                              "[default: off, or `network_isolation` in dogbreed.toml]"),
             click.option("--max-run", default=None, metavar="DURATION", expose_value=False,
                          callback=flag_setter("max_run"),
                          help="SageMaker stops a job after this long, e.g. 90m or 2h. [default: 6h]"),

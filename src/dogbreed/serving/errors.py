@@ -1,6 +1,8 @@
 """Errors a request can cause. Each carries the HTTP status the server answers with,
 like the inference toolkit's BaseInferenceToolkitError (which sets its own status code)."""
 
+import json
+
 
 class RequestError(Exception):
     """The request is malformed or unusable (400 unless a subclass says otherwise)."""
@@ -11,6 +13,11 @@ class RequestError(Exception):
         super().__init__(message)
         if status_code is not None:
             self.status_code = status_code
+
+
+    def document(self) -> str:
+        """The JSON body every server answers this error with (the local server and a SageMaker endpoint)."""
+        return json.dumps({"error": str(self), "status": self.status_code})
 
 
 class UnsupportedMediaType(RequestError):

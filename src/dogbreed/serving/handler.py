@@ -272,3 +272,22 @@ def output_fn(logits, accept: str | None, breeds: list):
     if want.kind == "logits":
         return json.dumps({"logits": logits.tolist()}), JSON_TYPE
     return json.dumps({"predictions": top_k(logits, breeds, want.k)}), JSON_TYPE
+
+
+# -- errors under AWS's inference toolkit ---------------------------------------------------------
+@dataclass(frozen=True)
+class Refused:
+    """A request error carried from input_fn through predict_fn to output_fn under AWS's inference
+    toolkit. Its Transformer answers any exception raised by a handler with the Python traceback in
+    the body (500 unless a BaseInferenceToolkitError, whose body *also* carries the traceback), so
+    request errors travel as this value and output_fn answers them as the local server does:
+    the error's status set on the toolkit's context and the JSON body `{"error", "status"}`."""
+
+    error: RequestError
+
+    def answer(self, context) -> tuple[str, str]:
+        from http import HTTPStatus
+
+        status = self.error.status_code
+        context.set_response_status(code=status, phrase=HTTPStatus(status).phrase)
+        return self.error.document(), JSON_TYPE

@@ -36,16 +36,17 @@ class SageMakerBackend(Backend):
     def run_training_job(self, spec: TrainingJobSpec, *, wait: bool = True, log=None) -> JobDescription:
         from dogbreed.backends.sagemaker.debugger import estimator_kwargs
 
-        training.check_s3_data(spec.data)
-        spec = training.with_job_name(spec)
+        spec = training.check_job(self.ctx, spec)  # refused in one line before anything is uploaded
         if log:
             log(training.cost_estimate(self.ctx, spec).line())
-        instrumentation = estimator_kwargs(spec.instrumentation)
-        est = training.make_estimator(self.ctx, spec, str(stage_source_dir()), **instrumentation)
+        instrumentation = estimator_kwargs(training.instrumentation(self.ctx, spec, log))
+        source = stage_source_dir(requirements=not self.ctx.settings.network_isolation)
+        est = training.make_estimator(self.ctx, spec, str(source), **instrumentation)
         est.fit({"training": spec.data}, wait=False, job_name=spec.job_name)
         name = est.latest_training_job.name
         if wait:
-            est.latest_training_job.wait(logs="All" if log else "None")
+            with training.interrupted_wait("training job", name, f"dogbreed --backend sagemaker jobs {name}"):
+                est.latest_training_job.wait(logs="All" if log else "None")
         return self.describe_job(name)
 
     def describe_job(self, name: str) -> JobDescription:
@@ -63,7 +64,7 @@ class SageMakerBackend(Backend):
     def check_tuning(self, spec):
         from dogbreed.backends.sagemaker import tuning
 
-        training.check_s3_data(spec.data)
+        tuning.check(self.ctx, spec)  # SageMaker's rules for the request, before any upload
         # no credentials, region or role: a one-line ConfigError now, not after the upload
         _ = self.ctx.boto_session, self.ctx.role
         return [tuning.cost_line(self.ctx, spec)]
@@ -71,7 +72,8 @@ class SageMakerBackend(Backend):
     def start_tuning(self, spec, *, wait=True, progress=None):
         from dogbreed.backends.sagemaker import tuning
 
-        name = tuning.start(self.ctx, spec, str(stage_source_dir()))
+        # trials run without the hook (a tuning job has no Debugger config): nothing to pip-install
+        name = tuning.start(self.ctx, spec, str(stage_source_dir(requirements=False)))
         return self.attach_tuning(name, wait=wait, progress=progress)
 
     def attach_tuning(self, name, *, wait=True, progress=None):
@@ -80,7 +82,8 @@ class SageMakerBackend(Backend):
 
         if not wait:
             return tuning.describe(self.ctx, name)
-        return follow_tuning(lambda: tuning.describe(self.ctx, name), progress, poll_s=tuning.POLL_S)
+        with training.interrupted_wait("tuning job", name, f"dogbreed --backend sagemaker tune --attach {name}"):
+            return follow_tuning(lambda: tuning.describe(self.ctx, name), progress, poll_s=tuning.POLL_S)
 
     # -- data ------------------------------------------------------------------------------
     def stage_dataset(self, path: str, *, prefix: str | None = None, concurrency: int = 16, on_plan=None,
@@ -125,7 +128,8 @@ class SageMakerBackend(Backend):
     def deploy_endpoint(self, spec, log=None):
         from dogbreed.backends.sagemaker import endpoints
 
-        return endpoints.deploy(self.ctx, spec, str(stage_source_dir()), log)
+        # no requirements.txt: the container would pip-install it at every cold start
+        return endpoints.deploy(self.ctx, spec, str(stage_source_dir(requirements=False)), log)
 
     def list_endpoints(self):
         from dogbreed.backends.sagemaker import endpoints

@@ -15,12 +15,21 @@ SERVERLESS_MEMORY_MB = range(1024, 6145, 1024)
 SERVERLESS_MAX_CONCURRENCY = range(1, 201)
 
 
-def check_spec(spec: EndpointSpec) -> None:
+def check_spec(spec: EndpointSpec) -> EndpointSpec:
+    """`spec` with its name (default dogbreed-<time>); SageMaker's limits checked before any upload.
+    The name is the model's, the endpoint config's and the endpoint's."""
+    import dataclasses
+
+    from dogbreed.names import check_name
+
+    spec = dataclasses.replace(spec, name=check_name(spec.name or f"dogbreed-{time.strftime('%Y%m%d-%H%M%S')}",
+                                                     "endpoint name"))
     if spec.serverless:
         if spec.memory_mb not in SERVERLESS_MEMORY_MB:
             raise ConfigError(f"--memory {spec.memory_mb} is not a serverless size: use 1024, 2048, ... 6144 (MB)")
         if spec.max_concurrency not in SERVERLESS_MAX_CONCURRENCY:
             raise ConfigError(f"--max-concurrency {spec.max_concurrency} is out of range: use 1 to 200")
+    return spec
 
 
 def model_data_uri(ctx: AwsContext, model_data: str, name: str) -> str:
@@ -38,13 +47,13 @@ def model_data_uri(ctx: AwsContext, model_data: str, name: str) -> str:
 def deploy(ctx: AwsContext, spec: EndpointSpec, source_dir: str, log=None) -> EndpointDescription:
     from dogbreed.backends.sagemaker.session import import_sagemaker
 
-    check_spec(spec)
+    spec = check_spec(spec)
     import_sagemaker()
     from sagemaker.pytorch import PyTorchModel
     from sagemaker.serverless import ServerlessInferenceConfig
 
     s = ctx.settings
-    name = spec.name or f"dogbreed-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = spec.name
     uri = model_data_uri(ctx, spec.model_data, name)
     model = PyTorchModel(model_data=uri, role=ctx.role, entry_point="inference.py", source_dir=source_dir,
                          framework_version=s.inference_framework_version, py_version=s.py_version,

@@ -27,6 +27,15 @@ def import_sagemaker():
     return require("sagemaker", "the SageMaker backend", "sagemaker>=2.257,<3")
 
 
+def aws_message(exc: Exception) -> str:
+    """A botocore error as one short line: `Code: message` for a service error, else its first line."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and response.get("Error"):
+        err = response["Error"]
+        return f"{err.get('Code') or 'error'}: {' '.join(str(err.get('Message') or '').split())}".rstrip(": ")
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 @dataclass
 class AwsSettings:
     """What the SageMaker backend needs to know; resolved by `dogbreed.settings` (flags, env, file)."""
@@ -43,6 +52,7 @@ class AwsSettings:
     inference_framework_version: str = INFERENCE_FRAMEWORK_VERSION
     py_version: str = PY_VERSION
     spot: bool = False  # managed spot training, checkpointed to S3
+    network_isolation: bool = False  # EnableNetworkIsolation: training containers reach no network
     max_run_s: int = 6 * 3600
     max_wait_s: int | None = None  # spot only; >= max_run_s
     extra: dict = field(default_factory=dict)
@@ -54,7 +64,8 @@ class AwsSettings:
                    instance_type=s.instance_type, tuning_instance_type=s.tuning_instance_type,
                    inference_instance_type=s.inference_instance_type, framework_version=s.framework_version,
                    inference_framework_version=s.inference_framework_version, py_version=s.py_version,
-                   spot=s.spot, max_run_s=s.max_run, max_wait_s=s.effective_max_wait())
+                   spot=s.spot, network_isolation=s.network_isolation, max_run_s=s.max_run,
+                   max_wait_s=s.effective_max_wait())
 
 
 class AwsContext:

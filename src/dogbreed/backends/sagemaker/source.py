@@ -1,7 +1,11 @@
 """The source dir SageMaker runs: the entry scripts plus the torch-only part of dogbreed.
 
 Only modules that never import the SDK or the CLI go in, so the container needs nothing of
-ours beyond this folder (and `requirements.txt`, pip-installed by the toolkit).
+ours beyond this folder. `requirements.txt` (the smdebug hook) goes only into a training job's
+copy: the containers pip-install that file from the internet before starting (training jobs,
+and endpoints at every cold start), which fails with network isolation or without egress. An
+endpoint needs nothing the PyTorch inference image lacks, so its copy has none; a network-isolated
+training job has none either and trains without the hook.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ PACKAGE_PARTS = ("__init__.py", "errors.py", "_imports.py", "training", "serving
 REQUIREMENTS = ["smdebug>=1.0.34", "numpy<2.3"]
 
 
-def stage_source_dir(dest: str | Path | None = None) -> Path:
-    """Copy scripts/*.py and the torch-only package parts into a fresh folder; return it."""
+def stage_source_dir(dest: str | Path | None = None, *, requirements: bool = True) -> Path:
+    """Copy scripts/*.py and the torch-only package parts into a fresh folder (with
+    `requirements.txt` when `requirements`); return it."""
     dest = Path(dest or tempfile.mkdtemp(prefix="dogbreed-src-"))
     dest.mkdir(parents=True, exist_ok=True)
     for script in scripts_dir().glob("*.py"):
@@ -33,5 +38,6 @@ def stage_source_dir(dest: str | Path | None = None) -> Path:
             shutil.copytree(src, pkg / part, ignore=ignore, dirs_exist_ok=True)
         else:
             shutil.copy2(src, pkg / part)
-    (dest / "requirements.txt").write_text("\n".join(REQUIREMENTS) + "\n")
+    if requirements:
+        (dest / "requirements.txt").write_text("\n".join(REQUIREMENTS) + "\n")
     return dest

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import time
+from contextlib import contextmanager
 from typing import Any
 
 from dogbreed.backends.base import COMPLETED, TrainingJobSpec, JobDescription
 from dogbreed.backends.sagemaker.session import AwsContext
-from dogbreed.errors import ConfigError, JobNotFoundError
+from dogbreed.errors import ConfigError, DogbreedError, JobNotFoundError
 from dogbreed.training.metrics import METRIC_DEFINITIONS
+
+# torch_distributed, the SDK's launcher for several processes, runs only on GPU and Trainium instances
+DISTRIBUTED_INSTANCE = re.compile(r"^ml\.(p\d|g\d|trn\d)")
+# the hook's package is pip-installed from requirements.txt, which an isolated container cannot do
+ISOLATION_NOTE = ("network isolation: the container installs nothing, so the smdebug hook and the Debugger "
+                  "rules are off for this job (the profiler's system metrics stay on)")
 
 
 def make_estimator(ctx: AwsContext, spec: TrainingJobSpec, source_dir: str, **extra: Any):
@@ -36,6 +45,7 @@ def make_estimator(ctx: AwsContext, spec: TrainingJobSpec, source_dir: str, **ex
         environment=dict(spec.env) or None,
         max_run=spec.max_run_s or s.max_run_s,
         distribution={"torch_distributed": {"enabled": True}} if spec.processes > 1 else None,
+        enable_network_isolation=s.network_isolation,
         **{**spot_options(ctx, spec), **extra},
     )
 
@@ -60,10 +70,48 @@ def spot_options(ctx: AwsContext, spec: TrainingJobSpec) -> dict:
     return opts
 
 
+def check_job(ctx: AwsContext, spec: TrainingJobSpec) -> TrainingJobSpec:
+    """`spec` with its job name, refused in one line if SageMaker would refuse it; before any upload."""
+    from dogbreed.names import check_name
+
+    check_s3_data(spec.data)
+    instance = spec.instance_type or ctx.settings.instance_type
+    if spec.processes > 1 and not DISTRIBUTED_INSTANCE.match(instance):
+        raise ConfigError(f"--processes {spec.processes} runs torch_distributed, which SageMaker offers only on GPU "
+                          f"and Trainium instances (ml.g*, ml.p*, ml.trn*), not {instance}: pass e.g. "
+                          "--instance-type ml.g5.xlarge, or train with --processes 1")
+    spec = with_job_name(spec)
+    check_name(spec.job_name, "training job name")
+    return spec
+
+
+def instrumentation(ctx: AwsContext, spec: TrainingJobSpec, log=None):
+    """What instruments the job: under network isolation, without the hook and its rules (said once)."""
+    i = spec.instrumentation
+    if not ctx.settings.network_isolation or i is None or not i.debugger:
+        return i
+    if log:
+        log(ISOLATION_NOTE)
+    return dataclasses.replace(i, debugger=False)
+
+
+class RemoteJobStillRunning(DogbreedError):
+    """Raised when the user interrupts the wait for a job that keeps running on SageMaker."""
+
+
+@contextmanager
+def interrupted_wait(kind: str, name: str, follow: str):
+    """Ctrl-C while waiting for `name` stops the waiting, not the job: say so, and how to stop it."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise RemoteJobStillRunning(
+            f"interrupted: the SageMaker {kind} {name} keeps running (and billing); stop it with "
+            f"`dogbreed --backend sagemaker stop {name}`, or follow it with `{follow}`") from None
+
+
 def with_job_name(spec: TrainingJobSpec) -> TrainingJobSpec:
     """`spec` with a unique job name, chosen before the estimator exists (the checkpoint path needs it)."""
-    import dataclasses
-
     from dogbreed.backends.sagemaker.session import import_sagemaker
 
     import_sagemaker()

@@ -10,11 +10,52 @@ from __future__ import annotations
 from dogbreed.backends.base import IN_PROGRESS, TrainingJobSpec, TrialResult, TuningResult, TuningSpec
 from dogbreed.backends.sagemaker import training
 from dogbreed.backends.sagemaker.session import AwsContext
-from dogbreed.errors import JobNotFoundError
+from dogbreed.errors import DogbreedError, JobNotFoundError
 from dogbreed.hyperparameters import plain_value
 from dogbreed.search_space import GRID, HYPERBAND, Categorical, Continuous, Integer, SearchSpace, hyperband_max_epochs
 
 POLL_S = 30.0
+# CreateHyperParameterTuningJob's limits (API reference: ParameterRanges, CategoricalParameterRange)
+MAX_CATEGORICAL_VALUES = 30
+MAX_RANGES = 30
+
+
+def distinct_combinations(space: SearchSpace) -> int | None:
+    """How many different trials the space allows; None when a continuous range makes it unbounded."""
+    import math
+
+    counts = []
+    for r in space.ranges.values():
+        if isinstance(r, Categorical):
+            counts.append(len(set(r.values)))
+        elif isinstance(r, Integer):
+            counts.append(r.high - r.low + 1)
+        else:
+            return None
+    return math.prod(counts)
+
+
+def check(ctx: AwsContext, spec: TuningSpec) -> None:
+    """Refuse, in one line, a tuning request SageMaker would refuse; nothing is uploaded before this."""
+    from dogbreed.errors import ConfigError
+    from dogbreed.names import TUNING_JOB_MAX_LENGTH, check_name
+
+    training.check_s3_data(spec.data)
+    check_name(spec.name, "tuning job name", TUNING_JOB_MAX_LENGTH)
+    if len(spec.space.ranges) > MAX_RANGES:
+        raise ConfigError(f"{len(spec.space.ranges)} ranges: SageMaker searches at most {MAX_RANGES}; fix some "
+                          "with -H NAME=VALUE")
+    for name, r in spec.space.ranges.items():
+        if isinstance(r, Categorical) and len(r.values) > MAX_CATEGORICAL_VALUES:
+            raise ConfigError(f"--range {name} has {len(r.values)} values: SageMaker takes at most "
+                              f"{MAX_CATEGORICAL_VALUES} per range")
+    if spec.seed is not None and spec.seed < 0:
+        raise ConfigError(f"--seed {spec.seed}: SageMaker takes a seed of 0 or more")
+    combinations = distinct_combinations(spec.space)
+    if spec.strategy != GRID and combinations is not None and combinations < spec.max_jobs:
+        raise ConfigError(f"the ranges allow only {combinations} distinct combination(s), fewer than --max-jobs "
+                          f"{spec.max_jobs}, and SageMaker refuses that: pass --max-jobs {combinations}, widen a "
+                          "range, or use --strategy grid")
 
 
 def sdk_ranges(space: SearchSpace) -> dict:
@@ -74,8 +115,8 @@ def cost_line(ctx: AwsContext, spec: TuningSpec) -> str:
     from dogbreed.backends.sagemaker.costs import estimate_tuning
 
     s = ctx.settings
-    # Grid: every point is priced, even when max_jobs caps the run (an upper bound).
-    jobs = spec.space.grid_size() if spec.strategy == GRID else spec.max_jobs
+    # the trials that will run: a grid's are already capped at --max-jobs (TuningSpec.max_jobs)
+    jobs, _ = spec.space.capped_jobs(spec.strategy, spec.max_jobs, spec.max_parallel_jobs)
     return estimate_tuning(trial_spec(ctx, spec).instance_type, jobs, s.max_run_s, spot=s.spot).line()
 
 
@@ -118,11 +159,14 @@ def describe(ctx: AwsContext, name: str) -> TuningResult:
     except botocore.exceptions.ClientError as exc:
         if "ValidationException" in str(exc) or "not found" in str(exc).lower() or "ResourceNotFound" in str(exc):
             raise JobNotFoundError(f"no SageMaker tuning job named {name!r} in {ctx.region}") from None
-        raise
+        raise unreadable(ctx, name, exc) from None
     config = d["HyperParameterTuningJobConfig"]
     objective = config.get("HyperParameterTuningJobObjective") or {}
     status = d["HyperParameterTuningJobStatus"]
-    trials = list_trials(ctx, name)
+    try:
+        trials = list_trials(ctx, name)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        raise unreadable(ctx, name, exc) from None
     best_summary = d.get("OverallBestTrainingJob") or d.get("BestTrainingJob")
     best = None
     if best_summary:
@@ -141,3 +185,13 @@ def describe(ctx: AwsContext, name: str) -> TuningResult:
                  f"#/hyper-tuning-jobs/{name}",
         failure_reason=d.get("FailureReason"),
     )
+
+
+def unreadable(ctx: AwsContext, name: str, exc: Exception) -> Exception:
+    """Reading an existing tuning job failed: say that it exists and keeps running, and how to follow it."""
+    from dogbreed.backends.sagemaker.session import aws_message
+
+    return DogbreedError(
+        f"reading tuning job {name} in {ctx.region} failed ({aws_message(exc)}); the job exists and keeps "
+        f"running: follow it with `dogbreed --backend sagemaker tune --attach {name}` or stop it with "
+        f"`dogbreed --backend sagemaker stop {name}`")
