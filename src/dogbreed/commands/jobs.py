@@ -41,9 +41,11 @@ def jobs(app, name, limit, as_json):
       dogbreed jobs
       dogbreed jobs train-20261129-120000-ab12 --json
     """
+    from dogbreed.names import check_name
+
     backend = app.backend()
     if name:
-        j = backend.describe_job(name)
+        j = backend.describe_job(check_name(name, "job name"))
         if as_json:
             click.echo(json.dumps(j.to_dict(), indent=2, default=str))
             return

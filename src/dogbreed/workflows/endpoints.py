@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dogbreed.backends.base import EndpointDescription, EndpointSpec, LogSink
+from dogbreed.names import check_name
 from dogbreed.workflows import Session
 
 
@@ -15,6 +16,7 @@ def recorded_model(session: Session) -> str:
 
 def deploy(session: Session, spec: EndpointSpec, log: LogSink | None = None) -> EndpointDescription:
     """Deploy on the chosen backend and remember the endpoint for `predict`."""
+    session.workspace.state()  # a corrupt state.json stops us here, before a server runs unrecorded
     backend = session.backend()
     desc = backend.deploy_endpoint(spec, log=log)
     session.workspace.update(endpoint={"name": desc.name, "backend": backend.name, "url": desc.url,
@@ -29,7 +31,7 @@ def resolve_endpoint(session: Session, name: str | None) -> tuple:
 
     recorded = session.workspace.get("endpoint") or {}
     if name and name != recorded.get("name"):
-        return session.backend(), name, None
+        return session.backend(), check_name(name, "endpoint name"), None
     if not recorded:
         raise StateError("no endpoint deployed: run `dogbreed deploy` (or pass --endpoint NAME)")
     return session.backend(recorded["backend"]), recorded["name"], recorded.get("url")
@@ -42,7 +44,7 @@ def undeploy(session: Session, name: str | None) -> tuple[str, str]:
     recorded = session.workspace.get("endpoint") or {}
     if name is None and not recorded:
         raise StateError("no endpoint recorded: pass NAME (`dogbreed endpoints` lists them)")
-    target = name or recorded["name"]
+    target = check_name(name or recorded["name"], "endpoint name")
     backend = session.backend(recorded["backend"] if target == recorded.get("name") else None)
     backend.delete_endpoint(target)
     if target == recorded.get("name"):
