@@ -24,8 +24,9 @@ RETRY_AFTER_S = 1
 BODY_COPIES = 3
 
 # Connections: threads serving at once; one more connection is answered 503 and closed.
-MAX_CONNECTIONS = 32
-HEADER_DEADLINE_S = 10.0  # request line + headers must arrive within this, however slowly they trickle
+MAX_CONNECTIONS = int(os.environ.get("DOGBREED_MAX_CONNECTIONS", "32"))
+# Request line + headers must arrive within this, however slowly they trickle.
+HEADER_DEADLINE_S = float(os.environ.get("DOGBREED_HEADER_DEADLINE_S", "10"))
 
 # Model archives: most bytes a local deploy extracts (a tar.gz of zeros can expand 1000x).
 ENV_MAX_MODEL_MB = "DOGBREED_MAX_MODEL_MB"
