@@ -414,3 +414,33 @@ def test_server_log_is_rotated(tmp_path):
                        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     assert log.read_text() == "new\nerr\n"
     assert (tmp_path / "server.log.1").read_text().startswith("old old")
+
+
+# -- dataset symlinks -----------------------------------------------------------------------------
+def test_data_check_and_the_shared_file_list_follow_symlinks_like_training(sample_data, tmp_path, cli, workspace):
+    import shutil
+
+    from dogbreed.data.check import dataset_files
+    from dogbreed.training.data import DogImages
+
+    data = tmp_path / "linked"
+    shutil.copytree(sample_data, data)
+    moved = sorted((data / "train").iterdir())[-1]
+    elsewhere = tmp_path / "elsewhere" / moved.name
+    elsewhere.parent.mkdir()
+    moved.rename(elsewhere)
+    moved.symlink_to(elsewhere, target_is_directory=True)  # a symlinked class folder (the case)
+    (data / "train" / "loop").symlink_to(data / "train" / "loop")
+    (data / "valid" / "gone.jpg").symlink_to(tmp_path / "nothing.jpg")
+
+    files = dataset_files(data)
+    classes_listed = {rel.split("/")[1] for rel, _ in files.files if rel.startswith("train/")}
+    assert classes_listed == set(DogImages.scan(data).classes)  # what upload sends == what training sees
+    assert any(rel.startswith(f"train/{moved.name}/") for rel, _ in files.files)
+    assert files.followed == [f"train/{moved.name}"]
+    assert dict(files.skipped) == {"train/loop": "symbolic link loop", "valid/gone.jpg": "symbolic link to nothing"}
+
+    result = cli("data", "check", data)
+    assert result.exit_code == 0, result.output
+    assert f"symlinks: 1 followed (train/{moved.name})" in result.output
+    assert "skipped: train/loop (symbolic link loop)" in result.output
