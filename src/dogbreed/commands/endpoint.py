@@ -212,7 +212,9 @@ def endpoints(app, as_json):
 
     from dogbreed.workflows.endpoints import list_endpoints
 
-    found, current = list_endpoints(app)
+    found, current, problem = list_endpoints(app)
+    if problem:
+        click.echo(f"warning: {problem}", err=True)
     if as_json:
         click.echo(json.dumps([d.to_dict() for d in found], indent=2))
         return

@@ -69,3 +69,6 @@ def jobs(app, name, limit, as_json):
         click.echo(f"no jobs yet on the {backend.name} backend; start one with `dogbreed train` or `dogbreed tune`")
         return
     click.echo(table([job_row(j) for j in found], ["NAME", "BACKEND", "SCRIPT", "STATUS", "CREATED", "TIME", "METRIC"]))
+    for j in found:
+        if j.status == "Broken":
+            click.echo(f"{j.name}: {j.failure_reason}", err=True)

@@ -63,6 +63,7 @@ class Handler(BaseHTTPRequestHandler):
     app: ModelServer  # set on the subclass made by make_http_server
     token: str = ""
     allowed_hosts: frozenset = frozenset()  # empty: any Host
+    host_ok = True  # False: a foreign Host, which is not told the endpoint's token
 
     def log_message(self, fmt, *args):  # one line per error only; access logs would cost CPU
         pass
@@ -74,7 +75,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        if self.token:
+        if self.token and self.host_ok:
             self.send_header(TOKEN_HEADER, self.token)
         for k, v in (extra or {}).items():
             self.send_header(k, str(v))
@@ -88,6 +89,7 @@ class Handler(BaseHTTPRequestHandler):
         self.server.watchdog.done(self.connection)  # the headers are in: the deadline is met
         if ok and not self._host_allowed():
             self.close_connection = True
+            self.host_ok = False
             self._send_json(403, {"error": f"Host {self.headers.get('Host')!r} is not this server's address: "
                                            "connect to it by its address (or start it with --allow-host)"})
             return False
