@@ -162,3 +162,21 @@ def test_expired_token_before_anything_is_sent(cli, workspace, sample_data, s3, 
     assert r.exit_code == 1
     assert "the AWS session token has expired: refresh your credentials (`aws sso login" in r.output
     assert keys(s3) == []
+
+
+def test_upload_sends_what_data_check_and_training_see_through_symlinks(cli, workspace, sample_data, s3, tmp_path):
+    import shutil
+
+    data = tmp_path / "linked"
+    shutil.copytree(sample_data, data)
+    elsewhere = tmp_path / "elsewhere"
+    (data / "train" / "005.Alaskan_malamute").rename(elsewhere)
+    (data / "train" / "005.Alaskan_malamute").symlink_to(elsewhere, target_is_directory=True)
+    (data / "train" / "006.Loop").symlink_to(data / "train" / "006.Loop")
+    check = cli("data", "check", data)
+    assert "classes: 5 " in check.output and "1 followed (train/005.Alaskan_malamute)" in check.output, check.output
+    r = cli("--bucket", BUCKET, "data", "upload", data, "--prefix", "linked")
+    assert r.exit_code == 0, r.output
+    classes = {k.split("/")[2] for k in keys(s3, "linked/train/")}
+    assert classes == {p.name for p in (sample_data / "train").iterdir()}  # the symlinked breed went too
+    assert not any("006.Loop" in k for k in keys(s3, "linked/"))

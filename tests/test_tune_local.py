@@ -183,3 +183,10 @@ def test_resume_without_a_recorded_job(cli, workspace):
     assert r.exit_code == 1 and "no tuning job recorded; pass --resume NAME" in r.output
     r = cli("tune", "--attach", "nope")
     assert r.exit_code == 1 and "no local tuning job named 'nope'" in r.output
+
+
+def test_attach_and_resume_refuse_names_that_are_not_names(cli, workspace):
+    for flag in ("--attach", "--resume"):
+        r = cli("tune", flag, "../../etc")
+        assert r.exit_code == 1 and "tuning job name '../../etc' is not a valid name" in r.output, r.output
+        assert not (workspace.parent / "etc").exists()

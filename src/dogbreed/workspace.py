@@ -19,9 +19,30 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from dogbreed.errors import StateError
+from dogbreed.names import check_name
 
 ENV_WORKSPACE = "DOGBREED_WORKSPACE"
 DEFAULT_WORKSPACE = ".dogbreed"
+# The shape of what state.json remembers (key: string fields its object needs, or str for a string);
+# anything else there is a corrupt file, named as such.
+STATE_SHAPE: dict[str, tuple | type] = {
+    "endpoint": ("name", "backend"), "model_data": ("uri", "backend"), "best_job": ("name", "backend"),
+    "last_training_job": ("name", "backend"), "last_tuning_job": ("name", "backend"),
+    "dataset": str, "dataset_s3": str,
+}
+
+
+def shape_error(key: str, value: Any) -> str | None:
+    """What is wrong with state[key], or None."""
+    shape = STATE_SHAPE.get(key)
+    if shape is str:
+        return None if isinstance(value, str) else f"should be a string, found {type(value).__name__}"
+    if shape is None or value is None:
+        return None
+    if not isinstance(value, dict):
+        return f"should be a JSON object, found {type(value).__name__}"
+    bad = [f for f in shape if not isinstance(value.get(f), str)]
+    return f"needs string fields {', '.join(bad)}" if bad else None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -65,19 +86,28 @@ class Workspace:
         return self.root / "cache"
 
     def job_dir(self, name: str) -> Path:
-        return self.jobs_dir / name
+        return self.jobs_dir / check_name(name, "job name")
 
     # -- state -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        """state.json as a dict; a StateError naming the file and the repair when it is not one."""
+        repair = (f"delete it (`rm {self.state_path}`): it only remembers the last dataset, jobs, model and "
+                  "endpoint; jobs and endpoints themselves stay listed")
         try:
-            return json.loads(self.state_path.read_text())
+            state = json.loads(self.state_path.read_bytes())
         except FileNotFoundError:
             return {}
-        except json.JSONDecodeError as exc:
-            raise StateError(
-                f"workspace state {self.state_path} is not valid JSON ({exc}); "
-                "fix or delete it (it only remembers names of past jobs)"
-            ) from exc
+        except (OSError, ValueError) as exc:  # not JSON, not UTF-8, a directory, unreadable
+            why = exc.strerror if isinstance(exc, OSError) else f"not valid JSON: {exc}"
+            raise StateError(f"workspace state {self.state_path} is unreadable ({why}): {repair}") from None
+        if not isinstance(state, dict):
+            raise StateError(f"workspace state {self.state_path} holds a JSON {type(state).__name__}, not an "
+                             f"object: {repair}")
+        for key, value in state.items():
+            problem = shape_error(key, value)
+            if problem:
+                raise StateError(f"workspace state {self.state_path}: {key!r} {problem}: {repair}")
+        return state
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.state().get(key, default)

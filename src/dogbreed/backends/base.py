@@ -190,6 +190,7 @@ class EndpointSpec:
     port: int = 8080
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_wait_ms: float = DEFAULT_MAX_WAIT_MS
+    trust_code: bool = False  # run a code/ the archive brings (other than the project's inference.py)
     # SageMaker
     instance_type: str | None = None  # None: the configured inference instance type
     serverless: bool = False

@@ -24,6 +24,8 @@ CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg
               help="Local: most images per model call when requests arrive together.")
 @click.option("--max-wait-ms", type=click.FloatRange(0, 1000), default=DEFAULT_MAX_WAIT_MS, show_default=True,
               help="Local: how long a batch waits for requests that are still decoding.")
+@click.option("--trust-code", is_flag=True,
+              help="Local: serve an archive that brings its own code/ (the server runs it on this machine).")
 @click.option("--instance-type", default=None,
               help="SageMaker real-time instance type. [default: ml.m5.large, or `inference_instance_type` in config]")
 @click.option("--serverless", is_flag=True, help="SageMaker: a serverless endpoint instead of an instance.")
@@ -37,7 +39,7 @@ CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg
               help="e.g. 2h. Local: the server stops itself then. SageMaker: the endpoint is tagged to expire "
                    "and `dogbreed cleanup --expired --yes` deletes it. [default: never]")
 @click.pass_obj
-def deploy(app, model_data, name, port, max_batch_size, max_wait_ms, instance_type, serverless, memory,
+def deploy(app, model_data, name, port, max_batch_size, max_wait_ms, trust_code, instance_type, serverless, memory,
            max_concurrency, timeout_s, auto_delete_after):
     """Deploy a trained model behind an endpoint and remember it for `predict`.
 
@@ -52,13 +54,40 @@ def deploy(app, model_data, name, port, max_batch_size, max_wait_ms, instance_ty
     from dogbreed.workflows import endpoints as workflow
 
     spec = EndpointSpec(model_data=model_data or workflow.recorded_model(app), name=name, port=port,
-                        max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, instance_type=instance_type,
+                        max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, trust_code=trust_code,
+                        instance_type=instance_type,
                         serverless=serverless, memory_mb=memory, max_concurrency=max_concurrency, timeout_s=timeout_s,
                         auto_delete_after_s=parse_duration(auto_delete_after, "--auto-delete-after")
                         if auto_delete_after else None)
     desc = workflow.deploy(app, spec, log=click.echo)
     click.echo(f"endpoint {desc.name} {desc.status}{' at ' + desc.url if desc.url else ''}")
     click.echo("try: dogbreed predict IMAGE...")
+
+
+def image_file(path):
+    """`path` if it is a regular file of at most MAX_BODY_BYTES, else a ConfigError naming what it is
+    (checked with stat, before anything is read: a FIFO would block, a 200 MB file would be read whole)."""
+    import errno
+    import os
+    import stat
+
+    from dogbreed.errors import ConfigError
+
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(f"{path} is a symbolic link loop: point it at an image file") from None
+        if exc.errno == errno.ENOENT:
+            broken = " (a symbolic link to nothing)" if os.path.islink(path) else ""
+            raise ConfigError(f"{path} does not exist{broken}: pass image files or folders") from None
+        raise ConfigError(f"cannot read {path} ({exc.strerror}): pass image files or folders") from None
+    kinds = {stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
+             stat.S_ISBLK: "a block device"}
+    kind = next((name for test, name in kinds.items() if test(st.st_mode)), None)
+    if kind:
+        raise ConfigError(f"{path} is {kind}, not an image file: pass image files or folders")
+    return path
 
 
 def _expand(paths) -> list:
@@ -74,11 +103,19 @@ def _expand(paths) -> list:
             if not found:
                 raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {p}")
             files.extend(found)
-        elif p.is_file():
-            files.append(p)
         else:
-            raise ConfigError(f"{p} does not exist: pass image files or folders")
+            files.append(image_file(p))
     return files
+
+
+def _read_image(path) -> bytes:
+    """The file's bytes, refused by size before reading."""
+    from dogbreed.errors import EndpointError
+
+    size = path.stat().st_size
+    if size > MAX_BODY_BYTES:
+        raise EndpointError(f"{size} bytes is over the {MAX_BODY_BYTES >> 20} MB request limit: resize the image")
+    return path.read_bytes()
 
 
 @click.command()
@@ -101,6 +138,7 @@ def predict(app, images, top_k, as_json, raw, endpoint_name):
     import json
 
     from dogbreed.errors import EndpointError
+    from dogbreed.serving.client import WrongEndpoint
     from dogbreed.workflows.endpoints import resolve_endpoint
 
     files = _expand(images)
@@ -110,15 +148,15 @@ def predict(app, images, top_k, as_json, raw, endpoint_name):
     results, failed = [], 0
     try:
         for path in files:
-            data = path.read_bytes()
             try:
-                if len(data) > MAX_BODY_BYTES:
-                    raise EndpointError(f"{len(data)} bytes is over the 6 MB request limit: resize the image")
+                data = _read_image(path)
                 body, _ = conn.invoke(data, CONTENT_TYPES.get(path.suffix.lower(), "application/x-image"), accept)
                 doc = json.loads(body)
                 result = {"image": str(path), **({"logits": doc["logits"][0]} if raw
                                                  else {"predictions": doc["predictions"][0]})}
             except EndpointError as exc:
+                if isinstance(exc, WrongEndpoint):
+                    raise
                 if "cannot reach" in str(exc) or "closed the connection" in str(exc):
                     if url is not None:  # we took the recorded URL on trust: now ask why it is down
                         backend.connect_endpoint(name).close()
@@ -174,7 +212,9 @@ def endpoints(app, as_json):
 
     from dogbreed.workflows.endpoints import list_endpoints
 
-    found, current = list_endpoints(app)
+    found, current, problem = list_endpoints(app)
+    if problem:
+        click.echo(f"warning: {problem}", err=True)
     if as_json:
         click.echo(json.dumps([d.to_dict() for d in found], indent=2))
         return
@@ -197,8 +237,12 @@ def endpoints(app, as_json):
               help="Most images per model call.")
 @click.option("--max-wait-ms", type=click.FloatRange(0, 1000), default=DEFAULT_MAX_WAIT_MS, show_default=True,
               help="How long a batch waits for requests that are still decoding.")
+@click.option("--allow-host", multiple=True, metavar="NAME",
+              help="Also answer requests whose Host header is NAME ('*': any). [default: the --host address; "
+                   "loopback names for 127.0.0.1]")
+@click.option("--trust-code", is_flag=True, help="Serve an archive that brings its own code/ (it runs here).")
 @click.pass_obj
-def serve(app, model, host, port, max_batch_size, max_wait_ms):
+def serve(app, model, host, port, max_batch_size, max_wait_ms, allow_host, trust_code):
     """Run the model server in the foreground (Ctrl-C stops it).
 
     MODEL is a model.tar.gz or an extracted model folder [default: the model of the last train].
@@ -218,9 +262,9 @@ def serve(app, model, host, port, max_batch_size, max_wait_ms):
     from dogbreed.workflows.endpoints import recorded_model
 
     with tempfile.TemporaryDirectory(prefix="dogbreed-serve-") as tmp:
-        model_dir = prepare_model_dir(model or recorded_model(app), Path(tmp) / "model")
+        model_dir = prepare_model_dir(model or recorded_model(app), Path(tmp) / "model", trust_code=trust_code)
         try:
             run_server(model_dir, host=host, port=port, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
-                       log=click.echo)
+                       allowed_hosts=allow_host, log=click.echo)
         except ModelLoadError as exc:
             raise EndpointError(str(exc)) from None

@@ -41,9 +41,11 @@ def jobs(app, name, limit, as_json):
       dogbreed jobs
       dogbreed jobs train-20261129-120000-ab12 --json
     """
+    from dogbreed.names import check_name
+
     backend = app.backend()
     if name:
-        j = backend.describe_job(name)
+        j = backend.describe_job(check_name(name, "job name"))
         if as_json:
             click.echo(json.dumps(j.to_dict(), indent=2, default=str))
             return
@@ -67,3 +69,6 @@ def jobs(app, name, limit, as_json):
         click.echo(f"no jobs yet on the {backend.name} backend; start one with `dogbreed train` or `dogbreed tune`")
         return
     click.echo(table([job_row(j) for j in found], ["NAME", "BACKEND", "SCRIPT", "STATUS", "CREATED", "TIME", "METRIC"]))
+    for j in found:
+        if j.status == "Broken":
+            click.echo(f"{j.name}: {j.failure_reason}", err=True)

@@ -1,12 +1,75 @@
-"""`dogbreed data check`: layout, classes per split, unreadable files, image sizes."""
+"""`dogbreed data check`: layout, classes per split, unreadable files, image sizes.
+
+`dataset_files` is the one definition of the files a dataset holds, shared by `data check` and
+`data upload`, and agreeing with training (which opens class folders and images through symlinks):
+symbolic links to files and folders are followed and listed; links to nothing and loops are
+skipped and listed; hidden files and folders are left out.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dogbreed.errors import ConfigError, DataError
+
+
+@dataclass
+class DatasetFiles:
+    """What `dataset_files` found: (relative POSIX path, path) pairs, and the links on the way."""
+
+    root: Path
+    files: list[tuple[str, Path]] = field(default_factory=list)
+    followed: list[str] = field(default_factory=list)  # symlinks followed (relative paths)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why)
+
+
+def dataset_files(root) -> DatasetFiles:
+    """Every non-hidden regular file under `root`, through symlinked files and folders, sorted."""
+    root = Path(root)
+    found = DatasetFiles(root)
+    visiting = set()
+
+    def walk(folder: Path, rel: str) -> None:
+        real = os.path.realpath(folder)
+        if real in visiting:
+            found.skipped.append((rel, "symbolic link loop"))
+            return
+        visiting.add(real)
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue
+            path, sub = Path(entry.path), f"{rel}/{entry.name}" if rel else entry.name
+            link = entry.is_symlink()
+            try:
+                is_dir, is_file = entry.is_dir(), entry.is_file()
+            except OSError:  # ELOOP
+                is_dir = is_file = False
+            if link and not (is_dir or is_file):
+                found.skipped.append((sub, "symbolic link loop" if os.path.lexists(path) and _loops(path)
+                                      else "symbolic link to nothing"))
+                continue
+            if link:
+                found.followed.append(sub)
+            if is_dir:
+                walk(path, sub)
+            elif is_file:
+                found.files.append((sub, path))
+        visiting.discard(real)
+
+    walk(root, "")
+    return found
+
+
+def _loops(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 @dataclass
@@ -16,6 +79,7 @@ class CheckReport:
     images: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, list[str]] = field(default_factory=dict)
     smallest_class: dict[str, tuple[str, int]] = field(default_factory=dict)
+    links: DatasetFiles | None = None
 
     @property
     def ok(self) -> bool:
@@ -29,13 +93,21 @@ class CheckReport:
                        + (f", smallest class {small[0]} ({small[1]})" if small else ""))
             for path in self.skipped[split][:5]:
                 out.append(f"        unreadable: {path}")
+        if self.links and self.links.followed:
+            shown = ", ".join(self.links.followed[:3]) + (" ..." if len(self.links.followed) > 3 else "")
+            out.append(f"symlinks: {len(self.links.followed)} followed ({shown}); training and `data upload` "
+                       "use what they point to")
+        for rel, why in (self.links.skipped if self.links else [])[:5]:
+            out.append(f"skipped: {rel} ({why}); training and `data upload` skip it too")
         if not self.ok:
             out.append("problem: train/ and valid/ both need images")
         return out
 
     def to_dict(self) -> dict:
+        links = self.links or DatasetFiles(self.root)
         return {"root": str(self.root), "classes": self.classes, "images": self.images,
-                "skipped": self.skipped, "ok": self.ok}
+                "skipped": self.skipped, "ok": self.ok, "symlinks_followed": links.followed,
+                "links_skipped": [{"path": p, "why": w} for p, w in links.skipped]}
 
 
 def check_dataset(path) -> CheckReport:
@@ -44,7 +116,7 @@ def check_dataset(path) -> CheckReport:
     from dogbreed.training.data import DogImages
 
     data = DogImages.scan(path, check_images="full")
-    report = CheckReport(data.root, data.classes)
+    report = CheckReport(data.root, data.classes, links=dataset_files(data.root))
     for split, scan in data.splits.items():
         report.images[split] = len(scan.samples)
         report.skipped[split] = scan.skipped

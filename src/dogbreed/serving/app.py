@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 
 from dogbreed.serving.batcher import Batcher, Pending
+from dogbreed.serving.budget import DecodeBudget, decode_cost
 from dogbreed.serving.errors import HttpError, ModelLoadError
 from dogbreed.serving.inference_module import InferenceModule
-from dogbreed.serving.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, MAX_BODY_BYTES
+from dogbreed.serving.limits import DECODE_BUDGET_BYTES, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, MAX_BODY_BYTES
 
 REQUEST_TIMEOUT_S = float(os.environ.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", "60"))
 
@@ -29,8 +30,9 @@ class ModelServer:
 
     def __init__(self, model_dir: str | Path, *, entry_point: str | Path | None = None,
                  max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
-                 max_body_bytes: int = MAX_BODY_BYTES):
+                 max_body_bytes: int = MAX_BODY_BYTES, decode_budget_bytes: int = DECODE_BUDGET_BYTES):
         self.model_dir = Path(model_dir)
+        self.budget = DecodeBudget(decode_budget_bytes)
         program = os.environ.get("SAGEMAKER_PROGRAM", "inference.py")
         self.module = InferenceModule(entry_point or self.model_dir / "code" / program)
         self.max_body_bytes = max_body_bytes
@@ -54,16 +56,20 @@ class ModelServer:
         m = self.module
         if not self.batcher.alive():
             raise HttpError(503, "the model worker is not running: redeploy the endpoint")
-        if m.transform_fn:
-            job = self.batcher.submit_call(lambda: m.transform_fn(self.model, body, content_type, accept))
-            out = self._wait(job)
-            return _encode(out, accept) + (job.batch_rows,)
-        self.batcher.decoding(+1)
-        try:
-            data = m.input_fn(body, content_type)
-        except BaseException:
-            self.batcher.decoding(-1)
-            raise
+        with self.budget.admit(decode_cost(body, content_type)):
+            if m.transform_fn:
+                job = self.batcher.submit_call(lambda: m.transform_fn(self.model, body, content_type, accept))
+                out = self._wait(job)
+                return _encode(out, accept) + (job.batch_rows,)
+            self.batcher.decoding(+1)
+            try:
+                data = m.input_fn(body, content_type)
+            except RecursionError:  # e.g. JSON nested thousands deep: the client's mistake
+                self.batcher.decoding(-1)
+                raise HttpError(400, "the request body is nested too deeply to decode") from None
+            except BaseException:
+                self.batcher.decoding(-1)
+                raise
         job = self.batcher.submit(data, was_decoding=True)
         prediction = self._wait(job)
         return _encode(m.output_fn(prediction, accept), accept) + (job.batch_rows,)

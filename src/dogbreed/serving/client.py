@@ -2,6 +2,9 @@
 
 `dogbreed predict` against a local endpoint uses only this, so it starts in milliseconds:
 no torch, no requests, no boto3.
+
+With the endpoint's `token` (from `deploy`), every answer must carry it in `X-Dogbreed-Endpoint`:
+a server that does not is another process on the port, and `WrongEndpoint` says so.
 """
 
 from __future__ import annotations
@@ -12,15 +15,22 @@ from urllib.parse import urlsplit
 
 from dogbreed.errors import EndpointError
 
+TOKEN_HEADER = "X-Dogbreed-Endpoint"
+
+
+class WrongEndpoint(EndpointError):
+    """Raised when the server at the endpoint's address is not that endpoint (its token differs)."""
+
 
 class EndpointClient:
     """One keep-alive connection to a model server at `url` (http://host:port)."""
 
-    def __init__(self, url: str, timeout: float = 65.0):
+    def __init__(self, url: str, timeout: float = 65.0, token: str | None = None):
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise EndpointError(f"endpoint URL {url!r} is not http://host:port")
         self.url = url
+        self.token = token
         self._conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
 
     def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
@@ -28,7 +38,12 @@ class EndpointClient:
             try:
                 self._conn.request(method, path, body=body, headers=headers or {})
                 resp = self._conn.getresponse()
-                return resp.status, resp.getheader("Content-Type", ""), resp.read()
+                data = resp.read()
+                if self.token and resp.getheader(TOKEN_HEADER) != self.token:
+                    self._conn.close()
+                    raise WrongEndpoint(f"the server at {self.url} is not this endpoint (another process took "
+                                        "its port): `dogbreed endpoints` shows its state; redeploy it")
+                return resp.status, resp.getheader("Content-Type", ""), data
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 self._conn.close()
                 if attempt == 2:
@@ -40,6 +55,7 @@ class EndpointClient:
                                     "is it deployed? check `dogbreed endpoints` or run `dogbreed deploy`") from None
 
     def ping(self) -> bool:
+        """True when this endpoint (with its token, when given) answers healthy."""
         try:
             status, _, _ = self._request("GET", "/ping")
         except EndpointError:

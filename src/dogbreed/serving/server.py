@@ -1,6 +1,7 @@
 """A SageMaker-compatible model server process: `GET /ping`, `POST /invocations` on 127.0.0.1:8080.
 
     python -m dogbreed.serving.server MODEL_DIR [--port 8080] [--max-batch-size 16] [--max-wait-ms 5]
+        [--allow-host NAME ...] [--log-file server.log] [--decode-budget-mb 1024]
 
 It loads the inference module the way the inference toolkit does (`MODEL_DIR/code/inference.py`
 or `--entry-point`; `model_fn` once, then per request `input_fn -> predict_fn -> output_fn`, or
@@ -11,7 +12,9 @@ or `--entry-point`; `model_fn` once, then per request `input_fn -> predict_fn ->
 - `app`: `ModelServer`, the handler functions behind the batcher, all torch work on the model
   thread (a single OpenMP thread team).
 - `http_server`: the HTTP contract; every error answers JSON, and the server keeps serving.
-- this module: listen, serve; SIGTERM/SIGINT shut down cleanly (listening socket closed, exit 0).
+- this module: bind first (the port is this process's or it exits 1 before loading anything), load,
+  serve; SIGTERM/SIGINT shut down cleanly (listening socket closed, exit 0). The endpoint's
+  identity token comes from $DOGBREED_ENDPOINT_TOKEN (set by `deploy`, kept out of the command line).
 """
 
 from __future__ import annotations
@@ -25,20 +28,64 @@ import threading
 from dogbreed.serving.app import ModelServer
 from dogbreed.serving.errors import ModelLoadError
 from dogbreed.serving.http_server import make_http_server
-from dogbreed.serving.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
+from dogbreed.serving.limits import DECODE_BUDGET_BYTES, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, MAX_LOG_BYTES
+
+ENV_TOKEN = "DOGBREED_ENDPOINT_TOKEN"
+
+
+def return_freed_memory_to_the_system() -> None:
+    """Fix glibc's mmap threshold at 1 MB: decoded images (Pillow allocates them in 16 MB blocks)
+    are then mmapped and unmapped on free. By default the threshold grows after the first free, and
+    later images land in per-thread heaps that keep their peak, so RSS sums every thread's worst
+    request instead of following the decode budget."""
+    import ctypes
+    import ctypes.util
+
+    M_MMAP_THRESHOLD = -3
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+def log_rotator(path, max_bytes: int = MAX_LOG_BYTES):
+    """A tick that moves `path` (this process's stdout and stderr) to `path`.1 once it passes
+    `max_bytes` and reopens it, so a stream of failing requests cannot fill the disk."""
+    def tick() -> None:
+        try:
+            if os.fstat(1).st_size <= max_bytes:
+                return
+            os.replace(path, f"{path}.1")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    return tick
 
 
 def serve(model_dir, *, host: str = "127.0.0.1", port: int = 8080, entry_point=None,
           max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
-          lifetime_s: float | None = None, log=print) -> None:
-    """Load, listen, serve until SIGTERM/SIGINT (or `lifetime_s` has passed); then close the
+          lifetime_s: float | None = None, allowed_hosts=(), token: str | None = None, log_file=None,
+          decode_budget_bytes: int = DECODE_BUDGET_BYTES, log=print) -> None:
+    """Bind, load, serve until SIGTERM/SIGINT (or `lifetime_s` has passed); then close the
     socket and stop the model thread."""
-    app = ModelServer(model_dir, entry_point=entry_point, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
-    try:
-        httpd = make_http_server(app, host, port)
+    return_freed_memory_to_the_system()
+    try:  # bind before loading: two servers on one port fail here, before either looks healthy
+        httpd = make_http_server(None, host, port, token=token or os.environ.get(ENV_TOKEN, ""),
+                                 allowed_hosts=allowed_hosts, tick=log_rotator(log_file) if log_file else None)
     except OSError as exc:
-        app.close()
         raise ModelLoadError(f"cannot listen on {host}:{port} ({exc.strerror}): pick another --port") from None
+    try:
+        httpd.RequestHandlerClass.app = app = ModelServer(
+            model_dir, entry_point=entry_point, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+            decode_budget_bytes=decode_budget_bytes)
+    except BaseException:
+        httpd.server_close()
+        raise
 
     def stop(signum, _frame):
         log(f"received signal {signum}, shutting down")
@@ -76,6 +123,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help=f"how long a batch waits for requests still decoding (default: {DEFAULT_MAX_WAIT_MS:g})")
     p.add_argument("--lifetime-s", type=float, default=None,
                    help="shut down after this many seconds (default: run until stopped)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests whose Host header is NAME ('*': any); default: the bound "
+                        "address (loopback names for 127.0.0.1)")
+    p.add_argument("--log-file", default=None,
+                   help="the file stdout/stderr go to; rotated to FILE.1 past 5 MB (default: no rotation)")
+    p.add_argument("--decode-budget-mb", type=float, default=DECODE_BUDGET_BYTES / 2**20,
+                   help=f"memory for decoding images across concurrent requests "
+                        f"(default: {DECODE_BUDGET_BYTES >> 20}, or $DOGBREED_DECODE_BUDGET_MB)")
     return p
 
 
@@ -84,7 +139,8 @@ def main(argv=None) -> int:
     try:
         serve(args.model_dir, host=args.host, port=args.port, entry_point=args.entry_point,
               max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, lifetime_s=args.lifetime_s,
-              log=lambda m: print(m, flush=True))
+              allowed_hosts=args.allow_host, log_file=args.log_file,
+              decode_budget_bytes=int(args.decode_budget_mb * 2**20), log=lambda m: print(m, flush=True))
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1

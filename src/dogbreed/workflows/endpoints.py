@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dogbreed.backends.base import EndpointDescription, EndpointSpec, LogSink
+from dogbreed.names import check_name
 from dogbreed.workflows import Session
 
 
@@ -15,6 +16,7 @@ def recorded_model(session: Session) -> str:
 
 def deploy(session: Session, spec: EndpointSpec, log: LogSink | None = None) -> EndpointDescription:
     """Deploy on the chosen backend and remember the endpoint for `predict`."""
+    session.workspace.state()  # a corrupt state.json stops us here, before a server runs unrecorded
     backend = session.backend()
     desc = backend.deploy_endpoint(spec, log=log)
     session.workspace.update(endpoint={"name": desc.name, "backend": backend.name, "url": desc.url,
@@ -29,30 +31,44 @@ def resolve_endpoint(session: Session, name: str | None) -> tuple:
 
     recorded = session.workspace.get("endpoint") or {}
     if name and name != recorded.get("name"):
-        return session.backend(), name, None
+        return session.backend(), check_name(name, "endpoint name"), None
     if not recorded:
         raise StateError("no endpoint deployed: run `dogbreed deploy` (or pass --endpoint NAME)")
     return session.backend(recorded["backend"]), recorded["name"], recorded.get("url")
 
 
 def undeploy(session: Session, name: str | None) -> tuple[str, str]:
-    """Delete `name` (default: the recorded endpoint); returns (name, backend name)."""
+    """Delete `name` (default: the recorded endpoint); returns (name, backend name). With NAME, a
+    corrupt state.json does not stand in the way: the endpoint's own record says where it runs."""
     from dogbreed.errors import StateError
 
-    recorded = session.workspace.get("endpoint") or {}
+    try:
+        recorded = session.workspace.get("endpoint") or {}
+    except StateError:
+        if name is None:
+            raise
+        recorded = None
     if name is None and not recorded:
         raise StateError("no endpoint recorded: pass NAME (`dogbreed endpoints` lists them)")
-    target = name or recorded["name"]
-    backend = session.backend(recorded["backend"] if target == recorded.get("name") else None)
+    target = check_name(name or recorded["name"], "endpoint name")
+    mine = recorded is not None and target == recorded.get("name")
+    backend = session.backend(recorded["backend"] if mine else None)
     backend.delete_endpoint(target)
-    if target == recorded.get("name"):
+    if mine:
         session.workspace.update(endpoint=None)
     return target, backend.name
 
 
-def list_endpoints(session: Session) -> tuple[list[EndpointDescription], str | None]:
-    """Endpoints of the chosen backend, and the name of the one recorded for `predict`."""
-    return session.backend().list_endpoints(), (session.workspace.get("endpoint") or {}).get("name")
+def list_endpoints(session: Session) -> tuple[list[EndpointDescription], str | None, str | None]:
+    """Endpoints of the chosen backend, the name of the one recorded for `predict`, and what is wrong
+    with the workspace state if it cannot be read (the endpoints are listed all the same)."""
+    from dogbreed.errors import StateError
+
+    try:
+        current, problem = (session.workspace.get("endpoint") or {}).get("name"), None
+    except StateError as exc:
+        current, problem = None, str(exc)
+    return session.backend().list_endpoints(), current, problem
 
 
 def find_leftovers(session: Session, *, expired_only: bool = False, prefix: str | None = None):

@@ -34,7 +34,7 @@ from dogbreed.backends.base import (COMPLETED, FAILED, IN_PROGRESS, STOPPED, TER
 from dogbreed.backends.local.layout import JobLayout, python_command
 from dogbreed.backends.local.processes import (ctrl_c_stops_group, detached_worker_main, kill_group, pid_alive,
                                                start_detached_worker, terminate_group)
-from dogbreed.errors import DataError, JobNotFoundError
+from dogbreed.errors import DataError, JobNotFoundError, StateError
 from dogbreed.training import metrics
 from dogbreed.workspace import Workspace, atomic_write_json
 
@@ -108,10 +108,14 @@ class LocalJobRunner:
     def describe(self, name: str) -> JobDescription:
         path = self.layout(name).description_file
         try:
-            desc = JobDescription.from_dict(json.loads(path.read_text()))
+            desc = JobDescription.from_dict(json.loads(path.read_bytes()))
+            _check_shape(desc)
         except FileNotFoundError:
             raise JobNotFoundError(f"no local job named {name!r} in {self.ws.jobs_dir}; "
                                    "`dogbreed jobs` lists them") from None
+        except (OSError, ValueError, TypeError) as exc:  # truncated, not UTF-8, wrong shape, a directory
+            raise StateError(f"{path} is unreadable ({type(exc).__name__}): the job's record is lost; its logs and "
+                             f"outputs are in {path.parent} (delete that folder to drop the job)") from None
         if desc.status == IN_PROGRESS and desc.extra.get("runner_pid") and not pid_alive(desc.extra["runner_pid"]):
             desc.status, desc.ended = FAILED, desc.ended or time.time()
             desc.failure_reason = "the process running this job died (killed or machine restarted)"
@@ -122,11 +126,12 @@ class LocalJobRunner:
             return []
         out = []
         for d in self.ws.jobs_dir.iterdir():
-            if (d / "job.json").is_file():
+            if (d / "job.json").exists():
                 try:
                     out.append(self.describe(d.name))
-                except (ValueError, OSError):
-                    continue
+                except StateError as exc:  # listed as broken, never dropped
+                    out.append(JobDescription(d.name, "Broken", "local", created=d.stat().st_mtime,
+                                              failure_reason=str(exc), location=str(d)))
         out.sort(key=lambda j: j.created, reverse=True)
         return out[:limit]
 
@@ -272,6 +277,15 @@ class LocalJobRunner:
         if interrupted is not None:
             raise interrupted
         return desc
+
+
+def _check_shape(desc: JobDescription) -> None:
+    """TypeError when job.json parsed but its fields have the wrong types."""
+    fields = {"name": str, "status": str, "created": (int, float), "metrics": dict, "hyperparameters": dict,
+              "extra": dict}
+    bad = [k for k, kind in fields.items() if not isinstance(getattr(desc, k), kind)]
+    if bad:
+        raise TypeError(f"fields of the wrong type: {', '.join(bad)}")
 
 
 def failure_reason(layout: JobLayout, rc: int) -> str:

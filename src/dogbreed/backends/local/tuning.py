@@ -35,6 +35,7 @@ from dogbreed.backends.base import (COMPLETED, FAILED, IN_PROGRESS, STOPPED, Tra
 from dogbreed.backends.local.jobs import LocalJobRunner, RunningJob, job_name
 from dogbreed.backends.local.processes import detached_worker_main, pid_alive, start_detached_worker
 from dogbreed.errors import ConfigError, JobNotFoundError
+from dogbreed.names import TUNING_JOB_MAX_LENGTH, check_name
 from dogbreed.search_space import (GRID, HYPERBAND, RANDOM, Categorical, Continuous, Integer, SearchSpace,
                                    hyperband_max_epochs)
 from dogbreed.training import metrics
@@ -87,7 +88,7 @@ class TuningFolder:
     """<workspace>/tuning/<name>/: the record file, the study's database and the driver's log."""
 
     def __init__(self, workspace: Workspace, name: str):
-        self.name = name
+        self.name = check_name(name, "tuning job name", TUNING_JOB_MAX_LENGTH)
         self.path = workspace.root / "tuning" / name
         self.record_path = self.path / "tuning.json"
         self.storage_url = f"sqlite:///{self.path / 'study.db'}"

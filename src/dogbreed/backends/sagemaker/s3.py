@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from dogbreed.data.check import dataset_files
 from dogbreed.errors import ConfigError, DataError, DogbreedError
 
 PART_SIZE = 64 * 1024 * 1024  # larger files go multipart in parts of this size; dog photos are one PUT each
@@ -120,7 +121,7 @@ class LocalFile:
 
 
 def scan(root: str | Path) -> list[LocalFile]:
-    """Every regular, non-hidden file under `root`, sorted."""
+    """Every non-hidden file under `root` that `data check` and training see, sorted."""
     root = Path(root)
     if not root.exists():
         raise DataError(f"dataset path {root} does not exist; create one with `dogbreed data synth` "
@@ -129,11 +130,8 @@ def scan(root: str | Path) -> list[LocalFile]:
         raise DataError(f"dataset path {root} is not a folder; pass the folder that holds train/ valid/ test/")
     if not any((root / split).is_dir() for split in ("train", "valid", "test")):
         raise DataError(f"{root} holds no train/ valid/ test/ folders; pass the dogImages folder itself")
-    files = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if path.is_file() and not path.is_symlink() and not any(p.startswith(".") for p in rel.parts):
-            files.append(LocalFile(rel.as_posix(), path, path.stat().st_size))
+    # the files training reads (symlinks followed, loops and dangling links skipped): `data check`'s rule
+    files = [LocalFile(rel, path, path.stat().st_size) for rel, path in dataset_files(root).files]
     if not files:
         raise DataError(f"{root} holds no files to upload")
     return files
