@@ -16,6 +16,8 @@ def recorded_model(session: Session) -> str:
 def deploy(session: Session, spec: EndpointSpec, log: LogSink | None = None) -> EndpointDescription:
     """Deploy on the chosen backend and remember the endpoint for `predict`."""
     backend = session.backend()
+    if spec.autoscaling:
+        backend.require("autoscale_endpoint")  # refused before anything starts where there is no such thing
     desc = backend.deploy_endpoint(spec, log=log)
     session.workspace.update(endpoint={"name": desc.name, "backend": backend.name, "url": desc.url,
                                        "model_data": spec.model_data,
