@@ -285,6 +285,7 @@ OPTIONAL = {
     "delete_leftovers": "delete resources found by find_leftovers",
     "batch_predict": "score a folder (or an S3 prefix) of images in bulk without an endpoint",
     "autoscale_endpoint": "scale an endpoint's instance count with its traffic",
+    "estimate_plan": "estimate the time and cost of tuning, training and serving at a given scale",
 }
 
 

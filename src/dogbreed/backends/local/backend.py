@@ -19,6 +19,8 @@ class LocalBackend(Backend):
                          "--backend sagemaker)",
         "find_leftovers": "local endpoints cost nothing; `dogbreed undeploy NAME` stops one",
         "delete_leftovers": "local endpoints cost nothing; `dogbreed undeploy NAME` stops one",
+        "estimate_plan": "local jobs cost nothing but this machine's time; `dogbreed plan` estimates SageMaker "
+                         "runs from the benchmarks measured here",
         "autoscale_endpoint": "a local endpoint is one server process on this machine; it batches concurrent "
                               "requests (--max-batch-size) instead of adding instances. Drop --min-instances/"
                               "--max-instances/--target-invocations, or deploy with --backend sagemaker",

@@ -146,6 +146,12 @@ class SageMakerBackend(Backend):
 
         return transform.run(self.ctx, spec, str(stage_source_dir()), log)
 
+    def estimate_plan(self, spec, rates):
+        """A dogbreed.planning.Plan for `spec` from measured `rates` and the price table."""
+        from dogbreed.backends.sagemaker.plan import estimate
+
+        return estimate(spec, rates)
+
     def autoscale_endpoint(self, name: str, scaling):
         """Register `scaling` (an Autoscaling) for an existing real-time endpoint, or remove it (None)."""
         from dogbreed.backends.sagemaker import autoscaling
