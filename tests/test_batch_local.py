@@ -129,3 +129,13 @@ def test_resume_with_other_settings_is_refused(cli, workspace, photos, tiny_mode
 def test_no_model_recorded(cli, workspace, photos, tmp_path):
     r = cli("batch", photos, "--out", tmp_path / "o.jsonl")
     assert r.exit_code == 1 and "train a model first" in r.output
+
+
+def test_a_second_run_on_the_same_output_is_refused(cli, workspace, photos, tiny_model_tar, tmp_path):
+    from dogbreed.serving.batch import Output
+
+    out = tmp_path / "scores.jsonl"
+    with Output(out).locked():  # what a run in another terminal holds while it scores
+        r = cli("batch", photos, "--out", out, "--model-data", tiny_model_tar)
+    assert r.exit_code == 1 and "another `dogbreed batch` is writing" in r.output
+    assert not out.exists() and not out.with_name("scores.jsonl.partial").exists()

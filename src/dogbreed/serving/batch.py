@@ -12,6 +12,7 @@ interruption skips the images already there, and the finished file is renamed to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -80,6 +81,25 @@ class Output:
             self.partial.write_bytes(keep)
         return {json.loads(line)["image"] for line in keep.splitlines() if line.strip()}
 
+    @contextlib.contextmanager
+    def locked(self):
+        """One run per output at a time: a second one would append to the same partial file."""
+        import fcntl
+
+        lock = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(f"another `dogbreed batch` is writing {self.partial}: wait for it to finish, "
+                              "or stop it first") from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+            os.close(fd)
+
     def open(self, settings: dict):
         self.info.write_text(json.dumps(settings))
         return open(self.partial, "a", encoding="utf-8")
@@ -99,6 +119,12 @@ def score_folder(model_dir: str | Path, source: str | Path, out: str | Path, *, 
     root = Path(source).expanduser()
     output = Output(Path(out).expanduser())
     output.check()
+    with output.locked():
+        return _score_into(output, files, root, model_dir, model_name, top_k, batch_size, workers, progress)
+
+
+def _score_into(output: Output, files: list[Path], root: Path, model_dir, model_name: str, top_k: int,
+                batch_size: int, workers: int | None, progress) -> dict:
     settings = {"source": str(root.resolve()), "model": model_name, "top_k": top_k}
     done = output.resume(settings)
     todo = [f for f in files if f.relative_to(root).as_posix() not in done]
