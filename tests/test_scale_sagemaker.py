@@ -198,3 +198,24 @@ def test_cleanup_deregisters_scaling_left_by_a_deleted_endpoint(model_s3, worksp
     assert r.exit_code == 0, r.output
     assert "deleted scalable-target dogbreed-auto" in r.output
     assert scaling_of("dogbreed-auto") == ([], [])
+
+
+def test_autoscale_endpoint_capability_on_an_existing_endpoint(model_s3, workspace, cli):
+    from dogbreed.backends import get_backend
+    from dogbreed.backends.base import Autoscaling
+    from dogbreed.errors import ConfigError
+    from dogbreed.settings import Settings
+    from dogbreed.workspace import Workspace
+
+    assert cli(*SM, "deploy", "--model-data", model_s3, "--name", "dog-later").exit_code == 0
+    assert scaling_of("dog-later") == ([], [])
+    backend = get_backend("sagemaker", Workspace.resolve(workspace),
+                          Settings.resolve({"backend": "sagemaker", "role": ROLE_ARN, "bucket": BUCKET}))
+    scale = backend.require("autoscale_endpoint")
+    with pytest.raises(ConfigError, match="--target-invocations -1 is out of range"):
+        scale("dog-later", Autoscaling(1, 2, -1))
+    scale("dog-later", Autoscaling(1, 4, 30))
+    (target,), (policy,) = scaling_of("dog-later")
+    assert target["MaxCapacity"] == 4 and policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 30
+    scale("dog-later", None)
+    assert scaling_of("dog-later") == ([], [])
