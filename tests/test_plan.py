@@ -19,7 +19,7 @@ def rates():
 
 
 def rows(plan):
-    return {r.step.split(",")[0]: r for r in plan.rows}
+    return {r.step if r.step.startswith("serving") else r.step.split(",")[0]: r for r in plan.rows}
 
 
 def test_estimates_follow_the_measured_figures_and_prices(rates):
@@ -39,12 +39,17 @@ def test_estimates_follow_the_measured_figures_and_prices(rates):
 
 
 def test_serving_scales_instances_with_traffic_and_suggests_autoscaling(rates):
-    quiet = rows(estimate(PlanSpec(images=8351, predictions_per_day=1000), rates))["serving"]
-    busy = rows(estimate(PlanSpec(images=8351, predictions_per_day=50_000_000), rates))["serving"]
+    quiet = rows(estimate(PlanSpec(images=8351, predictions_per_day=1000), rates))["serving, real-time endpoint"]
+    busy = rows(estimate(PlanSpec(images=8351, predictions_per_day=50_000_000), rates))["serving, real-time endpoint"]
     assert quiet.instances == "1 x ml.m5.large" and quiet.per == "day"
     n = int(busy.instances.split(" x ")[0])
     assert n > 1 and busy.usd == pytest.approx(n * quiet.usd)
     assert f"--max-instances {n} --target-invocations" in busy.note
+    # a daily Batch Transform runs the same container: busy seconds only, billed per second
+    plan = rows(estimate(PlanSpec(images=8351, predictions_per_day=1000), rates))
+    nightly = plan["serving, one batch transform a day"]
+    assert nightly.seconds == pytest.approx(1000 * rates.endpoint.seconds * rates.endpoint.cpus / 2)
+    assert nightly.usd < quiet.usd
 
 
 def test_gpu_instance_types_are_not_estimated(rates):

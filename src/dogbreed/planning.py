@@ -28,8 +28,9 @@ class Rates:
     cache: Measured  # one frozen-backbone pass (decode + forward + save), per training image
     trial: Measured  # one trial's head training on cached features, per training image
     trial_startup: Measured  # per trial process: python + torch start-up, packing the model (per trial)
-    endpoint: Measured  # the real-time endpoint under concurrent load, per prediction
-    batch: Measured | None  # offline bulk scoring, per image (None: bench_batch not run yet)
+    # The endpoint's container under concurrent load, per prediction: a real-time endpoint and a
+    # Batch Transform job (which runs the same container, requests in parallel) alike.
+    endpoint: Measured
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,6 @@ def read_rates(path: Path) -> Rates:
     process_s = _number(r"whole trial process ([\d.]+) s", warm["note"], "the trial process time")
     serving = _figure(doc, "serving", "throughput, 8 clients vs bare")
     model = f"{arch} {px} px"
-    batch = next((f for f in doc.get("figures", []) if f.get("topic") == "batch"
-                  and f.get("name", "").startswith("batch scoring vs bare")), None)
     return Rates(
         cache=Measured(cache_s / n, cpus, f"tune benchmark ({tune.get('measured', '?')}): building the feature cache "
                                           f"took {cache_s:g} s for {n} images, {model}, {where}"),
@@ -108,7 +107,4 @@ def read_rates(path: Path) -> Rates:
                                f"{process_s - warm['ours']:.2f} s of it start-up and packing, {where}"),
         endpoint=Measured(1 / serving["ours"], cpus, f"serving benchmark ({serving.get('measured', '?')}): the "
                                                      f"local endpoint answered {serving['ours']:.1f} images/s "
-                                                     f"to 8 concurrent clients, resnet50 224 px, {where}"),
-        batch=None if batch is None else Measured(
-            1 / batch["ours"], cpus, f"batch benchmark ({batch.get('measured', '?')}): `dogbreed batch` scored "
-                                     f"{batch['ours']:.1f} images/s ({batch.get('note', '')}), {where}"))
+                                                     f"to 8 concurrent clients, resnet50 224 px, {where}"))

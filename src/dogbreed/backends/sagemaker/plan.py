@@ -71,13 +71,11 @@ def estimate(spec: PlanSpec, rates: Rates) -> Plan:
             note=f"{per_instance:.0f} predictions/s per instance; autoscale with --min-instances 1 --max-instances "
                  f"{n} --target-invocations {target:.0f}" if n > 1 else
                  f"{per_instance:.0f} predictions/s per instance, {peak / per_instance:.1%} busy at the peak"))
-    if rates.batch is not None:
-        plan.inputs["batch"] = rates.batch.source
-        batch_s = on(serve, rates.batch)
-        seconds = None if batch_s is None else batch_s * spec.predictions_per_day
-        plan.rows.append(PlanRow("serving, nightly batch transform", f"1 x {serve}", seconds,
-                                 _usd(serve, 1, seconds), "day", ("batch",),
-                                 note="the same predictions in one job a day, billed only while it runs"))
+    # Batch Transform runs the endpoint's container, so the same per-prediction time applies.
+    seconds = None if per_prediction is None else per_prediction * spec.predictions_per_day
+    plan.rows.append(PlanRow("serving, one batch transform a day", f"1 x {serve}", seconds,
+                             _usd(serve, 1, seconds), "day", ("endpoint",),
+                             note="the same predictions in one job, billed only while it runs"))
     plan.assumptions = [
         f"list prices: us-east-1 on demand, {costs.PRICES_AS_OF} ({costs.PRICING_URL}); {costs.SPOT_SAVING} "
         "for training and tuning",
