@@ -49,7 +49,10 @@ def test_serving_scales_instances_with_traffic_and_suggests_autoscaling(rates):
     plan = rows(estimate(PlanSpec(images=8351, predictions_per_day=1000), rates))
     nightly = plan["serving, one batch transform a day"]
     assert nightly.seconds == pytest.approx(1000 * rates.endpoint.seconds * rates.endpoint.cpus / 2)
-    assert nightly.usd < quiet.usd
+    assert nightly.usd < quiet.usd and nightly.instances == "1 x ml.m5.large"
+    heavy = rows(estimate(PlanSpec(images=8351, predictions_per_day=50_000_000), rates))
+    job = heavy["serving, one batch transform a day"]
+    assert int(job.instances.split(" x ")[0]) > 1 and job.seconds <= 12 * 3600
 
 
 def test_gpu_instance_types_are_not_estimated(rates):

@@ -26,6 +26,7 @@ GPU_FAMILIES = ("ml.g4dn.", "ml.g5.", "ml.p3.")
 PEAK_FACTOR = 3.0
 TARGET_BUSY = 0.7
 DAY_S = 86_400
+BATCH_WINDOW_S = 12 * 3600  # a daily transform job should end well within its day
 
 
 def on(instance_type: str, m: Measured) -> float | None:
@@ -71,10 +72,12 @@ def estimate(spec: PlanSpec, rates: Rates) -> Plan:
             note=f"{per_instance:.0f} predictions/s per instance; autoscale with --min-instances 1 --max-instances "
                  f"{n} --target-invocations {target:.0f}" if n > 1 else
                  f"{per_instance:.0f} predictions/s per instance, {peak / per_instance:.1%} busy at the peak"))
-    # Batch Transform runs the endpoint's container, so the same per-prediction time applies.
-    seconds = None if per_prediction is None else per_prediction * spec.predictions_per_day
-    plan.rows.append(PlanRow("serving, one batch transform a day", f"1 x {serve}", seconds,
-                             _usd(serve, 1, seconds), "day", ("endpoint",),
+    # Batch Transform runs the endpoint's container, so the same per-prediction time applies;
+    # enough instances (--instance-count) that the day's job ends within BATCH_WINDOW_S.
+    busy = None if per_prediction is None else per_prediction * spec.predictions_per_day
+    n = 1 if busy is None else max(1, math.ceil(busy / BATCH_WINDOW_S))
+    plan.rows.append(PlanRow("serving, one batch transform a day", f"{n} x {serve}",
+                             None if busy is None else busy / n, _usd(serve, 1, busy), "day", ("endpoint",),
                              note="the same predictions in one job, billed only while it runs"))
     plan.assumptions = [
         f"list prices: us-east-1 on demand, {costs.PRICES_AS_OF} ({costs.PRICING_URL}); {costs.SPOT_SAVING} "
