@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 # pulls a different (multi-GB) build from the registry.
 TORCH   := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install browser-deps demo test test-fast bench bench-quick clean
+.PHONY: install browser-deps bench-deps demo test test-fast bench bench-quick clean
 
 install: $(STAMP)
 
@@ -23,6 +23,15 @@ browser-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "note: Chromium could not be installed; tests/test_browser.py will be skipped"
 
+# The AWS CLI, for benchmarks/bench_upload.py only (`aws s3 sync` is a baseline there): its own venv,
+# because awscli pins a botocore of its own; never a runtime dependency.
+AWSCLI  := .venv-awscli/bin/aws
+bench-deps: $(AWSCLI)
+
+$(AWSCLI):
+	$(PY) -m venv .venv-awscli
+	.venv-awscli/bin/pip install -q --disable-pip-version-check awscli==1.46.3
+
 demo: $(STAMP)
 	$(BIN)/dogbreed demo
 
@@ -32,11 +41,11 @@ test: $(STAMP) browser-deps
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-bench: $(STAMP)
+bench: $(STAMP) bench-deps
 	$(BIN)/python benchmarks/run_all.py
 
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) bench-deps
 	$(BIN)/python benchmarks/run_all.py --quick
 
 clean:
-	rm -rf $(VENV) .dogbreed build *.egg-info
+	rm -rf $(VENV) .venv-awscli .dogbreed build *.egg-info

@@ -31,6 +31,21 @@ def local_files(root):
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
+def md5(path):
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def etag(s3, key):
+    return s3.head_object(Bucket=BUCKET, Key=key)["ETag"].strip('"')
+
+
+def assert_intact(s3, root, prefix):
+    """Every object under `prefix` holds exactly the bytes of its local file."""
+    for key in keys(s3, prefix):
+        body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        assert body == (root / key[len(prefix):]).read_bytes(), key
+
+
 def state(workspace):
     path = workspace / "state.json"
     return json.loads(path.read_text()) if path.exists() else {}
@@ -46,8 +61,7 @@ def test_upload_mirrors_dataset_records_uri_and_second_run_sends_nothing(cli, wo
     assert keys(s3) == sorted(f"datasets/dogs/{f}" for f in files)
     assert state(workspace)["dataset_s3"] == f"s3://{BUCKET}/datasets/dogs/"
     one = files[0]
-    head = s3.head_object(Bucket=BUCKET, Key=f"datasets/dogs/{one}")
-    assert head["Metadata"]["dogbreed-md5"] == hashlib.md5((sample_data / one).read_bytes()).hexdigest()
+    assert etag(s3, f"datasets/dogs/{one}") == md5(sample_data / one)
     assert f"{len(files)} uploaded" in r.output
 
     # Same prefix spelled without slashes: same keys, nothing sent again.
@@ -86,6 +100,7 @@ def test_interrupted_upload_resumes_with_only_the_missing_files(cli, workspace, 
     assert f"7 of {len(files)} files are in s3://{BUCKET}/dogbreed/data/sample/" in r.output
     assert "re-running `dogbreed data upload` uploads only the rest" in r.output
     assert len(keys(s3)) == puts.sent == 7
+    assert_intact(s3, sample_data, "dogbreed/data/sample/")
     assert "dataset_s3" not in state(workspace)  # only a complete upload becomes the default --data
 
     puts.fail_after, puts.sent = None, 0  # credentials refreshed
@@ -93,6 +108,7 @@ def test_interrupted_upload_resumes_with_only_the_missing_files(cli, workspace, 
     assert r.exit_code == 0, r.output
     assert puts.sent == len(files) - 7  # nothing uploaded twice
     assert keys(s3) == sorted(f"dogbreed/data/sample/{f}" for f in files)
+    assert_intact(s3, sample_data, "dogbreed/data/sample/")
     assert state(workspace)["dataset_s3"] == f"s3://{BUCKET}/dogbreed/data/sample/"
 
 

@@ -1,28 +1,33 @@
-"""Dataset upload to S3: parallel, resumable, and never the same bytes twice.
+"""Dataset upload to S3: parallel, resumable, verified, and never the same bytes twice.
 
-Every object we write carries its content MD5 in user metadata (`x-amz-meta-dogbreed-md5`).
-Before uploading, the prefix is listed once: a file is skipped when an object with the same
-size exists and its checksum matches (the ETag is the MD5 for single-part uploads without
-KMS; otherwise the metadata is read with HEAD). A PUT is atomic, so an interrupted run leaves
-only complete objects behind and the next run uploads exactly what is missing.
+Only what S3 itself reports proves an object intact. Each PUT carries `Content-MD5` (S3 rejects
+a body that does not match it) and its response ETag must equal the MD5 we sent (multipart: the
+composite ETag, MD5 of the parts' MD5s + "-N"); a mismatch is retried, then reported. Before
+uploading, the prefix is listed once: a file is skipped only when an object of the same size
+has the ETag computed from the local file, so a re-run repairs anything else. Files not in S3
+are hashed while they are sent, not before. A PUT is atomic, so an interrupted run leaves only
+complete objects behind and the next run uploads exactly what is missing.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
+import os
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from dogbreed.errors import ConfigError, DataError, DogbreedError
 
-MD5_META = "dogbreed-md5"
-MULTIPART_THRESHOLD = 64 * 1024 * 1024  # dog photos are far smaller: one PUT each, ETag == MD5
+PART_SIZE = 64 * 1024 * 1024  # larger files go multipart in parts of this size; dog photos are one PUT each
 DEFAULT_CONCURRENCY = 16
+ATTEMPTS = 3  # sends of one file whose bytes S3 does not confirm, or that changes while being read
+INTEGRITY_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}
 EXPIRED_CODES = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"}
 DENIED_CODES = {"AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch",
                 "InvalidToken"}
@@ -134,12 +139,21 @@ def scan(root: str | Path) -> list[LocalFile]:
     return files
 
 
-def md5_file(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
+def expected_etag(path: Path, size: int, part_size: int = PART_SIZE) -> str:
+    """The ETag S3 gives this file as we upload it: its MD5, or past `part_size` (multipart in parts of
+    `part_size`) the MD5 of the parts' MD5s followed by "-<number of parts>"."""
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        if size <= part_size:
+            h = hashlib.md5(usedforsecurity=False)
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+            return h.hexdigest()
+        digests = [_md5(chunk).digest() for chunk in iter(lambda: fh.read(part_size), b"")]
+    return f"{_md5(b''.join(digests)).hexdigest()}-{len(digests)}"
+
+
+def _md5(data: bytes):
+    return hashlib.md5(data, usedforsecurity=False)
 
 
 def list_objects(client, bucket: str, prefix: str) -> dict[str, tuple[int, str]]:
@@ -162,44 +176,47 @@ class UploadResult:
 
 @dataclass
 class _Plan:
-    todo: list[tuple[LocalFile, str, str]]  # (file, key, md5)
+    todo: list[tuple[LocalFile, str]]  # (file, key)
     skipped: int
 
 
-def plan_upload(client, bucket: str, prefix: str, files: list[LocalFile], concurrency: int) -> _Plan:
+def plan_upload(client, bucket: str, prefix: str, files: list[LocalFile], concurrency: int,
+                part_size: int = PART_SIZE) -> _Plan:
+    """Skip a file only when S3 holds an object of its size whose ETag is the one computed from the file.
+
+    Only those candidates are hashed here; everything else is hashed while it is sent."""
     remote = list_objects(client, bucket, prefix)
     key_of = {f.rel: f"{prefix}/{f.rel}" if prefix else f.rel for f in files}
+    candidates = [f for f in files if remote.get(key_of[f.rel], (None, ""))[0] == f.size]
+
+    def intact(f: LocalFile) -> bool:
+        try:
+            return expected_etag(f.path, f.size, part_size) == remote[key_of[f.rel]][1]
+        except OSError:  # gone since the scan: the upload reports it
+            return False
+
     with ThreadPoolExecutor(concurrency) as pool:
-        sums = dict(zip((f.rel for f in files), pool.map(lambda f: md5_file(f.path), files)))
-        # Same size but an ETag that is not a plain MD5 (multipart, SSE-KMS): ask the metadata.
-        unsure = [f for f in files if key_of[f.rel] in remote and remote[key_of[f.rel]][0] == f.size
-                  and remote[key_of[f.rel]][1] != sums[f.rel]]
-        meta = dict(zip((f.rel for f in unsure), pool.map(
-            lambda f: client.head_object(Bucket=bucket, Key=key_of[f.rel]).get("Metadata", {}).get(MD5_META), unsure)))
-    todo, skipped = [], 0
-    for f in files:
-        size, etag = remote.get(key_of[f.rel], (None, None))
-        if size == f.size and (etag == sums[f.rel] or meta.get(f.rel) == sums[f.rel]):
-            skipped += 1
-        else:
-            todo.append((f, key_of[f.rel], sums[f.rel]))
-    return _Plan(todo, skipped)
+        skip = {f.rel for f, ok in zip(candidates, pool.map(intact, candidates)) if ok}
+    return _Plan([(f, key_of[f.rel]) for f in files if f.rel not in skip], len(skip))
 
 
 def s3_client(boto_session, concurrency: int):
     from botocore.config import Config
 
+    # Content-MD5 is our integrity check: no second, SDK-computed checksum on every request.
     return boto_session.client("s3", config=Config(max_pool_connections=concurrency + 4,
-                                                   retries={"mode": "standard", "max_attempts": 5}))
+                                                   retries={"mode": "standard", "max_attempts": 5},
+                                                   request_checksum_calculation="when_required"))
 
 
 def upload_dataset(boto_session, bucket: str, region: str, path: str | Path, prefix: str, *,
-                   concurrency: int = DEFAULT_CONCURRENCY, on_plan: Callable[[int, int, int], None] | None = None,
+                   concurrency: int = DEFAULT_CONCURRENCY, part_size: int = PART_SIZE,
+                   on_plan: Callable[[int, int, int], None] | None = None,
                    progress: Callable[[int], None] | None = None) -> UploadResult:
-    """Mirror the dataset folder `path` to s3://bucket/prefix/, uploading only what is missing or changed.
+    """Mirror the dataset folder `path` to s3://bucket/prefix/, uploading only what S3 does not hold intact.
 
     `on_plan(to_upload, skipped, bytes_to_upload)` is called once before the first PUT;
-    `progress(n_bytes)` as bytes go out (from worker threads).
+    `progress(n_bytes)` as files (or parts) are confirmed, from worker threads.
     """
     import botocore.exceptions as be
 
@@ -210,85 +227,163 @@ def upload_dataset(boto_session, bucket: str, region: str, path: str | Path, pre
     check_bucket(client, bucket, region)
     uri = f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/"
     try:
-        plan = plan_upload(client, bucket, prefix, files, concurrency)
+        plan = plan_upload(client, bucket, prefix, files, concurrency, part_size)
     except (be.ClientError, be.BotoCoreError) as exc:
         raise aws_error(exc, f"listing {uri}", bucket) from None
     result = UploadResult(uri=uri, total=len(files), skipped=plan.skipped)
     if on_plan:
-        on_plan(len(plan.todo), plan.skipped, sum(f.size for f, _, _ in plan.todo))
+        on_plan(len(plan.todo), plan.skipped, sum(f.size for f, _ in plan.todo))
     if plan.todo:
-        _transfer(client, bucket, plan.todo, concurrency, progress, result)
+        _Sender(client, bucket, part_size, progress, result).send_all(plan.todo, concurrency)
     return result
 
 
-def _transfer(client, bucket, todo, concurrency, progress, result: UploadResult) -> None:
-    from boto3.s3.transfer import TransferConfig, create_transfer_manager
-    from s3transfer.subscribers import BaseSubscriber
-
-    lock, finished = threading.Condition(), {"n": 0}
-    # A bounded window of submitted uploads: after a failure only the few in flight finish,
-    # and each of them is counted exactly (no cancelling of PUTs that may already have landed).
-    window = threading.Semaphore(2 * concurrency)
-    failures: list[tuple[str, BaseException]] = []
-
-    class Subscriber(BaseSubscriber):
-        def __init__(self, file: LocalFile):
-            self.file = file
-
-        def on_progress(self, future, bytes_transferred, **kwargs):
-            if progress:
-                progress(bytes_transferred)
-
-        def on_done(self, future, **kwargs):
-            try:
-                future.result()
-                error = None
-            except BaseException as exc:  # noqa: BLE001 - reported below, per file
-                error = exc
-            with lock:
-                if error is None:
-                    result.uploaded.append(self.file.rel)
-                    result.bytes_uploaded += self.file.size
-                elif not _is_cancel(error):
-                    failures.append((self.file.rel, error))
-                finished["n"] += 1
-                lock.notify_all()
-            window.release()
-
-    config = TransferConfig(max_concurrency=concurrency, multipart_threshold=MULTIPART_THRESHOLD)
-    manager = create_transfer_manager(client, config)
-    futures = []
-    try:
-        for file, key, md5 in todo:
-            window.acquire()
-            if failures:  # stop feeding work after the first failure (expired token, denied...)
-                break
-            futures.append(manager.upload(str(file.path), bucket, key, extra_args={"Metadata": {MD5_META: md5}},
-                                          subscribers=[Subscriber(file)]))
-        with lock:
-            lock.wait_for(lambda: finished["n"] >= len(futures))
-    except KeyboardInterrupt:
-        _cancel(futures)
-        manager.shutdown()
-        raise UploadError(f"interrupted: {_progress_note(result)}") from None
-    manager.shutdown()
-    if failures:
-        rel, exc = failures[0]
-        reason = EXPIRED_HINT if is_expired(exc) else str(aws_error(exc, f"uploading {rel}", bucket))
-        raise UploadError(f"upload stopped: {reason}. {_progress_note(result)}")
+class _Stopped(Exception):
+    """Another worker hit a fatal error, or the user interrupted: leave this file for the re-run."""
 
 
-def _cancel(futures) -> None:
-    # TransferManager.shutdown(cancel=True) mis-passes its arguments in s3transfer 0.1x: cancel each future.
-    for future in futures:
-        if not future.done():
-            future.cancel()
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def _is_cancel(exc: BaseException) -> bool:
-    from s3transfer.exceptions import CancelledError, FatalError
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
 
-    return isinstance(exc, (CancelledError, FatalError))
+
+def _confirms(response: dict, etag: str) -> bool:
+    """Whether S3's answer shows it stored exactly the bytes we hashed."""
+    if response.get("ETag", "").strip('"') == etag:
+        return True
+    # Under SSE-KMS/SSE-C the ETag is no MD5; S3 checked Content-MD5 before storing instead.
+    return str(response.get("ServerSideEncryption", "")).startswith("aws:kms") or "SSECustomerAlgorithm" in response
+
+
+class _Sender:
+    """Sends files from a thread pool; each counts as uploaded only once S3 confirmed its bytes."""
+
+    def __init__(self, client, bucket: str, part_size: int, progress, result: UploadResult):
+        self.client, self.bucket, self.part_size = client, bucket, part_size
+        self.progress, self.result = progress, result
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.fatal: tuple[str, BaseException] | None = None  # (file, expired token, denied...): stops every worker
+        self.problems: list[tuple[str, str]] = []  # (file, why): this file only; the others go on
+
+    def send_all(self, todo: list[tuple[LocalFile, str]], concurrency: int) -> None:
+        pool = ThreadPoolExecutor(concurrency)
+        futures = [pool.submit(self.send, file, key) for file, key in todo]
+        try:
+            wait(futures)
+        except KeyboardInterrupt:
+            self.stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise UploadError(f"interrupted: {_progress_note(self.result)}") from None
+        pool.shutdown()
+        for future in futures:
+            future.result()  # a bug, not an AWS error: let it surface
+        if self.fatal is not None:
+            rel, exc = self.fatal
+            reason = EXPIRED_HINT if is_expired(exc) else str(aws_error(exc, f"uploading {rel}", self.bucket))
+            raise UploadError(f"upload stopped: {reason}. {_progress_note(self.result)}")
+        if self.problems:
+            rel, why = self.problems[0]
+            more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+            raise UploadError(f"not uploaded: {rel}{more}: {why}. {_progress_note(self.result)}")
+
+    def send(self, file: LocalFile, key: str) -> None:
+        import botocore.exceptions as be
+
+        if self.stop.is_set():
+            return
+        why = ""
+        try:
+            for _ in range(ATTEMPTS):
+                before = _stamp(file.path)
+                if before[0] > self.part_size:
+                    sent = self._multipart(file.path, key)
+                else:
+                    sent = self._put(file.path, key, before)
+                if sent is None:
+                    why = "it changed while being read; run the upload again once it is no longer written to"
+                elif not sent[0]:
+                    why = f"S3 did not confirm its bytes in {ATTEMPTS} attempts (the ETag differs from the MD5 sent)"
+                elif _stamp(file.path) != before:
+                    why = "it changed while being uploaded; run the upload again once it is no longer written to"
+                else:
+                    with self.lock:
+                        self.result.uploaded.append(file.rel)
+                        self.result.bytes_uploaded += sent[1]
+                    return
+        except _Stopped:
+            return
+        except OSError as exc:
+            why = f"it could not be read ({exc.strerror or exc})"
+        except (be.ClientError, be.BotoCoreError) as exc:
+            with self.lock:
+                self.fatal = self.fatal or (file.rel, exc)
+            self.stop.set()
+            return
+        with self.lock:
+            self.problems.append((file.rel, why))
+
+    def _put(self, path: Path, key: str, before) -> tuple[bool, int] | None:
+        """(confirmed, size) for one PUT; None when the file changed while it was read (nothing sent)."""
+        data = path.read_bytes()
+        if _stamp(path) != before:
+            return None
+        md5 = _md5(data)
+        try:
+            response = self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=_b64(md5.digest()))
+        except Exception as exc:
+            if _code(exc) in INTEGRITY_CODES:  # S3 got other bytes than we hashed
+                return False, len(data)
+            raise
+        ok = _confirms(response, md5.hexdigest())
+        if ok and self.progress:
+            self.progress(len(data))
+        return ok, len(data)
+
+    def _multipart(self, path: Path, key: str) -> tuple[bool, int]:
+        client, bucket = self.client, self.bucket
+        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        completed = False
+        try:
+            parts, digests, size = [], [], 0
+            with open(path, "rb") as fh:
+                for number, chunk in enumerate(iter(lambda: fh.read(self.part_size), b""), 1):
+                    if self.stop.is_set():
+                        raise _Stopped
+                    md5 = _md5(chunk)
+                    try:
+                        response = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                                                      Body=chunk, ContentMD5=_b64(md5.digest()))
+                    except Exception as exc:
+                        if _code(exc) in INTEGRITY_CODES:
+                            return False, size
+                        raise
+                    if not _confirms(response, md5.hexdigest()):
+                        return False, size
+                    parts.append({"ETag": response["ETag"], "PartNumber": number})
+                    digests.append(md5.digest())
+                    size += len(chunk)
+                    if self.progress:
+                        self.progress(len(chunk))
+            response = client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                                        MultipartUpload={"Parts": parts})
+            completed = True
+            return _confirms(response, f"{_md5(b''.join(digests)).hexdigest()}-{len(digests)}"), size
+        finally:
+            if not completed:  # no orphaned parts left billing
+                try:
+                    client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+                except Exception:  # noqa: BLE001 - the original error is the one to report
+                    pass
+
+
+def _code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None) or {}
+    return response.get("Error", {}).get("Code", "")
 
 
 def _progress_note(result: UploadResult) -> str:

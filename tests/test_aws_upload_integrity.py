@@ -1,0 +1,223 @@
+"""`dogbreed data upload` trusts only what S3 holds: Content-MD5 on every PUT, the response ETag
+checked, a re-run that repairs whatever does not match, multipart objects compared by their
+composite ETag, and files that change while they are sent. Against moto, through the real CLI."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import shutil
+from urllib.parse import unquote
+
+import pytest
+
+from tests.aws_events import PutCounter, on_every_session, s3_error
+from tests import test_aws_upload
+from tests.test_aws_upload import BUCKET, assert_intact, etag, keys, md5
+
+s3 = test_aws_upload.s3  # the fixture: a bucket in moto, and a client
+
+PREFIX = "dogbreed/data/dogs/"
+
+
+@pytest.fixture
+def data(sample_data, tmp_path):
+    """A private copy of the sample dataset (these tests edit files)."""
+    shutil.copytree(sample_data, tmp_path / "dogs")
+    return tmp_path / "dogs"
+
+
+def victim_of(data):
+    path = sorted((data / "train").rglob("*.jpg"))[0]
+    return path, PREFIX + path.relative_to(data).as_posix()
+
+
+class CorruptInTransit:
+    """Flips one body byte of the PUTs of `key` after the SDK serialised them (Content-MD5 already set),
+    `times` times; moto stores what arrives (real S3 would refuse it with BadDigest)."""
+
+    def __init__(self, key: str, times: int):
+        self.key, self.times, self.corrupted = key, times, 0
+
+    def __call__(self, request, **kwargs):
+        if unquote(request.url).endswith("/" + self.key) and self.corrupted < self.times:
+            body = bytearray(body_of(request))
+            body[len(body) // 2] ^= 0xFF
+            request.data = io.BytesIO(body)
+            self.corrupted += 1
+
+
+def body_of(request) -> bytes:
+    """The body the SDK is about to send (it wraps bytes in a file object)."""
+    return request.data.getvalue() if hasattr(request.data, "getvalue") else bytes(request.data)
+
+
+def test_every_put_carries_the_md5_of_its_body(cli, workspace, data, s3, monkeypatch):
+    seen = []
+
+    def check(request, **kwargs):
+        seen.append(request.headers["Content-MD5"] == base64.b64encode(hashlib.md5(body_of(request)).digest()).decode())
+
+    on_every_session(monkeypatch, "request-created.s3.PutObject", check)
+    assert cli("--bucket", BUCKET, "data", "upload", data).exit_code == 0
+    assert seen and all(seen) and len(seen) == len(keys(s3))
+    assert_intact(s3, data, PREFIX)
+
+
+def test_body_corrupted_in_transit_is_detected_and_sent_again(cli, workspace, data, s3, monkeypatch):
+    path, key = victim_of(data)
+    corrupt = CorruptInTransit(key, times=1)
+    on_every_session(monkeypatch, "request-created.s3.PutObject", corrupt)
+    puts = PutCounter().install(monkeypatch)
+
+    r = cli("--bucket", BUCKET, "data", "upload", data)
+    assert r.exit_code == 0, r.output
+    assert corrupt.corrupted == 1 and puts.sent == len(keys(s3)) + 1  # the victim went twice
+    assert_intact(s3, data, PREFIX)
+
+
+def test_bad_digest_from_s3_is_retried(cli, workspace, data, s3, monkeypatch):
+    _, key = victim_of(data)
+    refused = []
+
+    def refuse_once(params, **kwargs):
+        if unquote(params["url_path"]).endswith("/" + key) and not refused:
+            refused.append(key)
+            return s3_error("BadDigest", "The Content-MD5 you specified did not match what we received.")
+
+    on_every_session(monkeypatch, "before-call.s3.PutObject", refuse_once)
+    r = cli("--bucket", BUCKET, "data", "upload", data)
+    assert r.exit_code == 0, r.output
+    assert refused == [key]
+    assert_intact(s3, data, PREFIX)
+
+
+def test_persistent_corruption_is_reported_never_counted_and_the_rerun_repairs_it(cli, workspace, data, s3,
+                                                                                 monkeypatch):
+    path, key = victim_of(data)
+    n = len([p for p in data.rglob("*") if p.is_file()])
+    with monkeypatch.context() as m:
+        on_every_session(m, "request-created.s3.PutObject", CorruptInTransit(key, times=99))
+        r = cli("--bucket", BUCKET, "data", "upload", data)
+    assert r.exit_code == 1
+    rel = path.relative_to(data).as_posix()
+    assert (f"Error: not uploaded: {rel}: S3 did not confirm its bytes in 3 attempts (the ETag differs from the MD5 "
+            f"sent). {n - 1} of {n} files are in s3://{BUCKET}/{PREFIX}") in r.output
+    assert [line for line in r.output.splitlines() if line.startswith("Error")] == [r.output.splitlines()[-1]]
+    assert etag(s3, key) != md5(path)
+
+    puts = PutCounter().install(monkeypatch)
+    r = cli("--bucket", BUCKET, "data", "upload", data)
+    assert r.exit_code == 0, r.output
+    assert f"{n - 1} file(s) already in S3 and unchanged; 1 to upload" in r.output
+    assert puts.sent == 1
+    assert_intact(s3, data, PREFIX)
+
+
+def test_rerun_repairs_an_object_s3_holds_corrupt_even_with_our_old_metadata(cli, workspace, data, s3, monkeypatch):
+    assert cli("--bucket", BUCKET, "data", "upload", data).exit_code == 0
+    path, key = victim_of(data)
+    bad = bytearray(path.read_bytes())
+    bad[10] ^= 0x01  # same size; metadata claiming the local MD5, as the old uploader wrote and trusted
+    s3.put_object(Bucket=BUCKET, Key=key, Body=bytes(bad), Metadata={"dogbreed-md5": md5(path)})
+    puts = PutCounter().install(monkeypatch)
+
+    r = cli("--bucket", BUCKET, "data", "upload", data)
+    assert r.exit_code == 0, r.output
+    assert puts.sent == 1
+    assert "1 to upload" in r.output
+    assert_intact(s3, data, PREFIX)
+
+
+@pytest.mark.parametrize("changes, code", [(1, 0), (99, 1)])
+def test_file_that_changes_while_it_is_uploaded(cli, workspace, data, s3, monkeypatch, changes, code):
+    path, key = victim_of(data)
+    edits = []
+
+    def write_during_put(params, **kwargs):  # another process writes the file while our PUT is under way
+        if params["Key"] == key and len(edits) < changes:
+            edits.append(1)
+            path.write_bytes(path.read_bytes() + b"x")
+
+    with monkeypatch.context() as m:
+        on_every_session(m, "before-parameter-build.s3.PutObject", write_during_put)
+        r = cli("--bucket", BUCKET, "data", "upload", data)
+    assert r.exit_code == code, r.output
+    if code:
+        rel = path.relative_to(data).as_posix()
+        assert (f"Error: not uploaded: {rel}: it changed while being uploaded; run the upload again once it is no "
+                "longer written to.") in r.output
+        assert etag(s3, key) != md5(path)  # S3 holds an older version: not reported as uploaded
+        r = cli("--bucket", BUCKET, "data", "upload", data)  # the writer has finished
+        assert r.exit_code == 0, r.output
+        assert "1 to upload" in r.output
+    assert_intact(s3, data, PREFIX)
+
+
+def test_multipart_objects_are_verified_by_their_composite_etag(aws, s3, tmp_path, monkeypatch):
+    import boto3
+
+    from dogbreed.backends.sagemaker.s3 import expected_etag, upload_dataset
+
+    part = 5 * 1024 * 1024  # S3's smallest part
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    big = tmp_path / "d" / "train" / "big.bin"
+    big.write_bytes(bytes(range(256)) * (11 * 1024 * 1024 // 256))  # 3 parts
+    (tmp_path / "d" / "train" / "small.jpg").write_bytes(b"dog" * 100)
+    session = boto3.Session(region_name="us-east-1")
+
+    result = upload_dataset(session, BUCKET, "us-east-1", tmp_path / "d", "m", part_size=part)
+    assert sorted(result.uploaded) == ["train/big.bin", "train/small.jpg"]
+    assert etag(s3, "m/train/big.bin") == expected_etag(big, big.stat().st_size, part)
+    assert expected_etag(big, big.stat().st_size, part).endswith("-3")
+    assert upload_dataset(session, BUCKET, "us-east-1", tmp_path / "d", "m", part_size=part).skipped == 2
+
+    # Same size, other bytes in S3 (single PUT: its ETag is no composite): the re-run sends it again, in parts.
+    bad = bytearray(big.read_bytes())
+    bad[-1] ^= 0xFF
+    s3.put_object(Bucket=BUCKET, Key="m/train/big.bin", Body=bytes(bad))
+    result = upload_dataset(session, BUCKET, "us-east-1", tmp_path / "d", "m", part_size=part)
+    assert result.uploaded == ["train/big.bin"] and result.skipped == 1
+    assert s3.get_object(Bucket=BUCKET, Key="m/train/big.bin")["Body"].read() == big.read_bytes()
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_missing_bucket_then_created_the_rerun_finishes(cli, workspace, data, s3):
+    r = cli("--bucket", "dogbreed-not-yet", "data", "upload", data)
+    assert r.exit_code == 1 and r.output.count("\n") == 1
+    assert "bucket 'dogbreed-not-yet' does not exist: create it with `aws s3 mb s3://dogbreed-not-yet`" in r.output
+    s3.create_bucket(Bucket="dogbreed-not-yet")
+    r = cli("--bucket", "dogbreed-not-yet", "data", "upload", data)
+    assert r.exit_code == 0, r.output
+    n = len([p for p in data.rglob("*") if p.is_file()])
+    assert f"{n} uploaded" in r.output
+
+
+def test_expired_token_mid_multipart_leaves_no_parts_and_the_rerun_finishes(aws, s3, tmp_path, monkeypatch):
+    import boto3
+
+    from dogbreed.backends.sagemaker.s3 import UploadError, upload_dataset
+
+    part = 5 * 1024 * 1024
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    big = tmp_path / "d" / "train" / "big.bin"
+    big.write_bytes(bytes(range(256)) * (11 * 1024 * 1024 // 256))
+    session = boto3.Session(region_name="us-east-1")
+    parts = []
+
+    def expire_after_two(**kwargs):
+        parts.append(1)
+        if len(parts) > 2:
+            return s3_error("ExpiredToken", "The provided token has expired.")
+
+    session.events.register("before-call.s3.UploadPart", expire_after_two)
+    with pytest.raises(UploadError, match=r"upload stopped: the AWS session token has expired.* 0 of 1 files"):
+        upload_dataset(session, BUCKET, "us-east-1", tmp_path / "d", "m", part_size=part)
+    assert keys(s3, "m/") == []
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []  # aborted: nothing left billing
+
+    result = upload_dataset(boto3.Session(region_name="us-east-1"), BUCKET, "us-east-1", tmp_path / "d", "m",
+                            part_size=part)
+    assert result.uploaded == ["train/big.bin"]
+    assert s3.get_object(Bucket=BUCKET, Key="m/train/big.bin")["Body"].read() == big.read_bytes()
