@@ -139,7 +139,7 @@ def _score_into(output: Output, files: list[Path], root: Path, model_dir, model_
         loaded = handler.model_fn(str(model_dir))
         started = time.perf_counter()  # scoring time: the model's one-off load is not part of the rate
         with output.open(settings) as sink:
-            for rows in _score(loaded, todo, root, top_k, batch_size, workers or min(4, os.cpu_count() or 1)):
+            for rows in score_batches(loaded, todo, root, top_k, batch_size, workers):
                 sink.write("".join(json.dumps(r) + "\n" for r in rows))
                 sink.flush()
                 failed += sum("error" in r for r in rows)
@@ -151,8 +151,10 @@ def _score_into(output: Output, files: list[Path], root: Path, model_dir, model_
     return {"total": len(files), "scored": scored, "failed": failed, "resumed": resumed, "seconds": seconds}
 
 
-def _score(loaded, files: list[Path], root: Path, k: int, batch_size: int, workers: int):
-    """Yield one list of result rows per batch, in file order."""
+def score_batches(loaded, files: list[Path], root: Path, k: int = 5, batch_size: int = 32,
+                  workers: int | None = None):
+    """With a loaded model (handler.model_fn), yield one list of result rows per batch, in file order."""
+    workers = workers or min(4, os.cpu_count() or 1)
     import torch
 
     from dogbreed.serving import handler
