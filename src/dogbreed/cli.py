@@ -21,6 +21,8 @@ COMMANDS = {
     "tune": "dogbreed.commands.tune:tune",
     "deploy": "dogbreed.commands.endpoint:deploy",
     "predict": "dogbreed.commands.endpoint:predict",
+    "batch": "dogbreed.commands.batch:batch",
+    "plan": "dogbreed.commands.plan:plan",
     "undeploy": "dogbreed.commands.endpoint:undeploy",
     "endpoints": "dogbreed.commands.endpoint:endpoints",
     "serve": "dogbreed.commands.endpoint:serve",

@@ -198,6 +198,17 @@ class EndpointSpec:
     max_concurrency: int = 5
     timeout_s: float = 600.0  # how long deploy waits for the endpoint to turn healthy
     auto_delete_after_s: int | None = None  # local: the server exits; SageMaker: expiry tag for cleanup
+    autoscaling: Autoscaling | None = None  # SageMaker real-time only (capability "autoscale_endpoint")
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    """Target tracking on invocations per instance: between `min_instances` and `max_instances`
+    instances, adding one when an instance gets more than `target_invocations` requests a minute."""
+
+    min_instances: int
+    max_instances: int
+    target_invocations: float  # per instance per minute (SageMakerVariantInvocationsPerInstance)
 
 
 @dataclass
@@ -231,6 +242,41 @@ class EndpointConnection(abc.ABC):
         pass
 
 
+# -- bulk prediction -------------------------------------------------------------------------
+@dataclass
+class BatchSpec:
+    """Score every image under `source` with `model_data`; results as JSON Lines in `out`
+    (one {"image", "predictions"} or {"image", "error"} object per image, like `predict --json`)."""
+
+    model_data: str
+    source: str  # local folder, or s3://bucket/prefix/ on SageMaker
+    out: str  # local .jsonl file; must not exist yet
+    top_k: int = 5
+    batch_size: int = 32  # local: images per forward pass
+    workers: int | None = None  # local: decoding threads [default: CPU count, at most 4]
+    instance_type: str | None = None  # SageMaker: None = the configured inference instance type
+    instance_count: int = 1
+    job_name: str | None = None  # SageMaker: None = <prefix>-batch-<timestamp>
+
+
+@dataclass
+class BatchResult:
+    out: str
+    total: int  # images in the source
+    scored: int  # answered in this run
+    failed: int  # images that could not be scored (an "error" line each)
+    resumed: int = 0  # already in the output from an interrupted earlier run
+    seconds: float = 0.0
+    location: str | None = None  # SageMaker: the transform job and its S3 output
+
+    @property
+    def images_per_s(self) -> float:
+        return (self.scored + self.failed) / self.seconds if self.seconds else 0.0
+
+
+BatchProgress = Callable[[int, int], None]  # (images done, total)
+
+
 # Optional capabilities: method name -> what it does. A backend has one if it defines the method.
 OPTIONAL = {
     "resume_training_job": "run a Failed/Stopped job again from its last checkpoint",
@@ -238,6 +284,9 @@ OPTIONAL = {
     "stage_dataset": "copy a local dataset to where this backend's jobs read data",
     "find_leftovers": "list billable resources the project left behind",
     "delete_leftovers": "delete resources found by find_leftovers",
+    "batch_predict": "score a folder (or an S3 prefix) of images in bulk without an endpoint",
+    "autoscale_endpoint": "scale an endpoint's instance count with its traffic",
+    "estimate_plan": "estimate the time and cost of tuning, training and serving at a given scale",
 }
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import click
 
-from dogbreed.serving.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, MAX_BODY_BYTES
+from dogbreed.serving.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, IMAGE_SUFFIXES, MAX_BODY_BYTES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
 
@@ -35,12 +34,18 @@ CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg
               help="SageMaker serverless: concurrent invocations.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(1, 3600), default=600, show_default=True,
               help="Seconds to wait for the endpoint to turn healthy.")
+@click.option("--min-instances", type=int, default=None, metavar="N",
+              help="SageMaker real-time autoscaling: fewest instances. [default: 1 with --max-instances]")
+@click.option("--max-instances", type=int, default=None, metavar="M",
+              help="SageMaker real-time autoscaling: most instances (Application Auto Scaling). [default: no scaling]")
+@click.option("--target-invocations", type=float, default=None, metavar="K",
+              help="SageMaker real-time autoscaling: requests per instance per minute at which to add one.")
 @click.option("--auto-delete-after", default=None, metavar="DURATION",
               help="e.g. 2h. Local: the server stops itself then. SageMaker: the endpoint is tagged to expire "
                    "and `dogbreed cleanup --expired --yes` deletes it. [default: never]")
 @click.pass_obj
 def deploy(app, model_data, name, port, max_batch_size, max_wait_ms, trust_code, instance_type, serverless, memory,
-           max_concurrency, timeout_s, auto_delete_after):
+           max_concurrency, timeout_s, min_instances, max_instances, target_invocations, auto_delete_after):
     """Deploy a trained model behind an endpoint and remember it for `predict`.
 
     \b
@@ -48,8 +53,9 @@ def deploy(app, model_data, name, port, max_batch_size, max_wait_ms, trust_code,
       dogbreed deploy                                  # local server on 127.0.0.1:8080
       dogbreed deploy --port 8081 --max-batch-size 8
       dogbreed --backend sagemaker deploy --serverless --memory 4096 --max-concurrency 5
+      dogbreed --backend sagemaker deploy --min-instances 1 --max-instances 4 --target-invocations 100
     """
-    from dogbreed.backends.base import EndpointSpec
+    from dogbreed.backends.base import Autoscaling, EndpointSpec
     from dogbreed.settings import parse_duration
     from dogbreed.workflows import endpoints as workflow
 
@@ -59,6 +65,12 @@ def deploy(app, model_data, name, port, max_batch_size, max_wait_ms, trust_code,
                         serverless=serverless, memory_mb=memory, max_concurrency=max_concurrency, timeout_s=timeout_s,
                         auto_delete_after_s=parse_duration(auto_delete_after, "--auto-delete-after")
                         if auto_delete_after else None)
+    if (min_instances, max_instances, target_invocations) != (None, None, None):
+        if max_instances is None or target_invocations is None:
+            raise click.UsageError("autoscaling needs --max-instances and --target-invocations "
+                                   "(and optionally --min-instances)")
+        spec.autoscaling = Autoscaling(1 if min_instances is None else min_instances, max_instances,
+                                       target_invocations)
     desc = workflow.deploy(app, spec, log=click.echo)
     click.echo(f"endpoint {desc.name} {desc.status}{' at ' + desc.url if desc.url else ''}")
     click.echo("try: dogbreed predict IMAGE...")
@@ -225,7 +237,10 @@ def endpoints(app, as_json):
         when = datetime.datetime.fromtimestamp(d.created).strftime("%Y-%m-%d %H:%M") if d.created else "-"
         where = d.url or d.extra.get("instance_type") or ("serverless" if d.extra.get("serverless") else "")
         mark = "*" if d.name == current else " "
+        scaling = d.extra.get("autoscaling")
         click.echo(f"{mark} {d.name:<40} {d.status:<13} {where:<24} {when}"
+                   + (f"  autoscaling {scaling['min_instances']}-{scaling['max_instances']} instances at "
+                      f"{scaling['target_invocations']:g} invocations/instance/min" if scaling else "")
                    + (f"  ({d.failure_reason})" if d.failure_reason else ""))
 
 

@@ -18,6 +18,8 @@ def deploy(session: Session, spec: EndpointSpec, log: LogSink | None = None) -> 
     """Deploy on the chosen backend and remember the endpoint for `predict`."""
     session.workspace.state()  # a corrupt state.json stops us here, before a server runs unrecorded
     backend = session.backend()
+    if spec.autoscaling:
+        backend.require("autoscale_endpoint")  # refused before anything starts where there is no such thing
     desc = backend.deploy_endpoint(spec, log=log)
     session.workspace.update(endpoint={"name": desc.name, "backend": backend.name, "url": desc.url,
                                        "model_data": spec.model_data,

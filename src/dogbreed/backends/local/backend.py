@@ -19,6 +19,11 @@ class LocalBackend(Backend):
                          "--backend sagemaker)",
         "find_leftovers": "local endpoints cost nothing; `dogbreed undeploy NAME` stops one",
         "delete_leftovers": "local endpoints cost nothing; `dogbreed undeploy NAME` stops one",
+        "estimate_plan": "local jobs cost nothing but this machine's time; `dogbreed plan` estimates SageMaker "
+                         "runs from the benchmarks measured here",
+        "autoscale_endpoint": "a local endpoint is one server process on this machine; it batches concurrent "
+                              "requests (--max-batch-size) instead of adding instances. Drop --min-instances/"
+                              "--max-instances/--target-invocations, or deploy with --backend sagemaker",
     }
 
     def __init__(self, workspace: Workspace, settings=None):
@@ -116,3 +121,24 @@ class LocalBackend(Backend):
 
     def connect_endpoint(self, name, url=None):
         return self.endpoints.connect(name, url)
+
+    # -- bulk prediction (dogbreed.serving.batch) ---------------------------------------------
+    def batch_predict(self, spec, progress=None, log=None):
+        """Score the images of a local folder with the offline scorer (no server)."""
+        import tempfile
+
+        from dogbreed.backends.base import BatchResult
+        from dogbreed.errors import ConfigError
+        from dogbreed.serving.batch import Output, list_images, score_folder
+        from dogbreed.serving.model_dir import prepare_model_dir
+
+        if spec.source.startswith("s3://"):
+            raise ConfigError(f"the local backend scores a folder on this machine, not {spec.source}: download it "
+                              "(`aws s3 sync URI DIR`), or score it where it is with --backend sagemaker")
+        list_images(spec.source)
+        Output(Path(spec.out).expanduser()).check()
+        with tempfile.TemporaryDirectory(prefix="dogbreed-batch-") as tmp:
+            model_dir = prepare_model_dir(spec.model_data, Path(tmp) / "model")
+            counts = score_folder(model_dir, spec.source, spec.out, top_k=spec.top_k, batch_size=spec.batch_size,
+                                  workers=spec.workers, model_name=spec.model_data, progress=progress)
+        return BatchResult(out=spec.out, **counts)

@@ -106,9 +106,13 @@ class SageMakerBackend(Backend):
         from dogbreed.backends.sagemaker.cleanup import find_resources
         from dogbreed.backends.sagemaker.s3 import aws_error
 
+        from dogbreed.backends.sagemaker import autoscaling
+
+        prefix = prefix or self.ctx.settings.prefix
         try:
-            return find_resources(self._sagemaker_api, prefix or self.ctx.settings.prefix, endpoints,
-                                  expired_only=expired_only)
+            found = find_resources(self._sagemaker_api, prefix, endpoints, expired_only=expired_only)
+            return autoscaling.leftovers(self._autoscaling_api, prefix, [r.name for r in found if r.kind == "endpoint"],
+                                         expired_only) + found
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise aws_error(exc, f"listing SageMaker resources in {self.ctx.region}",
                             self.ctx.settings.bucket or "-") from None
@@ -118,11 +122,48 @@ class SageMakerBackend(Backend):
         """A plain boto3 client: listing and deleting need no SDK import (~2.7 s)."""
         return self.ctx.boto_session.client("sagemaker")
 
+    @property
+    def _autoscaling_api(self):
+        return self.ctx.boto_session.client("application-autoscaling")
+
     def delete_leftovers(self, resources: list):
-        """Delete what find_leftovers found: [(resource, error message or None)]."""
+        """Delete what find_leftovers found: [(resource, error message or None)]; scalable targets first."""
+        import botocore.exceptions
+
+        from dogbreed.backends.sagemaker import autoscaling
         from dogbreed.backends.sagemaker.cleanup import delete_resources
 
-        return delete_resources(self._sagemaker_api, resources)
+        results = []
+        for r in (r for r in resources if r.kind == "scalable-target"):
+            try:
+                autoscaling.deregister(self._autoscaling_api, r.name)
+                results.append((r, None))
+            except botocore.exceptions.ClientError as exc:
+                results.append((r, exc.response.get("Error", {}).get("Message", str(exc))))
+        return results + delete_resources(self._sagemaker_api, [r for r in resources if r.kind != "scalable-target"])
+
+    # -- bulk prediction and autoscaling -----------------------------------------------------
+    def batch_predict(self, spec, progress=None, log=None):
+        """A Batch Transform job over spec.source (an S3 prefix); its answers land in spec.out."""
+        from dogbreed.backends.sagemaker import transform
+
+        return transform.run(self.ctx, spec, str(stage_source_dir()), log)
+
+    def estimate_plan(self, spec, rates):
+        """A dogbreed.planning.Plan for `spec` from measured `rates` and the price table."""
+        from dogbreed.backends.sagemaker.plan import estimate
+
+        return estimate(spec, rates)
+
+    def autoscale_endpoint(self, name: str, scaling):
+        """Register `scaling` (an Autoscaling) for an existing real-time endpoint, or remove it (None)."""
+        from dogbreed.backends.sagemaker import autoscaling
+
+        if scaling is None:
+            autoscaling.deregister(self._autoscaling_api, name)
+            return
+        autoscaling.check(scaling)
+        autoscaling.register(self._autoscaling_api, name, scaling)
 
     # -- endpoints (dogbreed.backends.sagemaker.endpoints) -----------------------------------
     def deploy_endpoint(self, spec, log=None):

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from dogbreed.backends.sagemaker import costs
 
-# Deleted in this order: an endpoint holds its config, a config holds its models.
-KINDS = ("endpoint", "endpoint-config", "model")
+# Deleted in this order: a scalable target points at an endpoint (backends/sagemaker/autoscaling.py
+# finds and deregisters those), an endpoint holds its config, a config holds its models.
+KINDS = ("scalable-target", "endpoint", "endpoint-config", "model")
 _API = {  # kind -> (list call, list key, name field, delete call, delete arg)
     "endpoint": ("list_endpoints", "Endpoints", "EndpointName", "delete_endpoint", "EndpointName"),
     "endpoint-config": ("list_endpoint_configs", "EndpointConfigs", "EndpointConfigName", "delete_endpoint_config",

@@ -29,6 +29,14 @@ def check_spec(spec: EndpointSpec) -> EndpointSpec:
             raise ConfigError(f"--memory {spec.memory_mb} is not a serverless size: use 1024, 2048, ... 6144 (MB)")
         if spec.max_concurrency not in SERVERLESS_MAX_CONCURRENCY:
             raise ConfigError(f"--max-concurrency {spec.max_concurrency} is out of range: use 1 to 200")
+        if spec.autoscaling:
+            raise ConfigError("a serverless endpoint scales by itself (up to --max-concurrency concurrent requests, "
+                              "nothing billed while idle): drop --min-instances/--max-instances/"
+                              "--target-invocations, or deploy without --serverless")
+    elif spec.autoscaling:
+        from dogbreed.backends.sagemaker import autoscaling
+
+        autoscaling.check(spec.autoscaling)
     return spec
 
 
@@ -44,39 +52,63 @@ def model_data_uri(ctx: AwsContext, model_data: str, name: str) -> str:
     return f"s3://{ctx.bucket}/{key}"
 
 
-def deploy(ctx: AwsContext, spec: EndpointSpec, source_dir: str, log=None) -> EndpointDescription:
+def pytorch_model(ctx: AwsContext, uri: str, name: str, source_dir: str):
+    """The SDK model serving `uri` with scripts/inference.py (an endpoint's or a transform job's)."""
     from dogbreed.backends.sagemaker.session import import_sagemaker
 
-    spec = check_spec(spec)
     import_sagemaker()
     from sagemaker.pytorch import PyTorchModel
-    from sagemaker.serverless import ServerlessInferenceConfig
 
     s = ctx.settings
+    return PyTorchModel(model_data=uri, role=ctx.role, entry_point="inference.py", source_dir=source_dir,
+                        framework_version=s.inference_framework_version, py_version=s.py_version,
+                        sagemaker_session=ctx.sagemaker_session, name=name)
+
+
+def deploy(ctx: AwsContext, spec: EndpointSpec, source_dir: str, log=None) -> EndpointDescription:
+    spec = check_spec(spec)
+    s = ctx.settings
     name = spec.name
-    uri = model_data_uri(ctx, spec.model_data, name)
-    model = PyTorchModel(model_data=uri, role=ctx.role, entry_point="inference.py", source_dir=source_dir,
-                         framework_version=s.inference_framework_version, py_version=s.py_version,
-                         sagemaker_session=ctx.sagemaker_session, name=name)
+    model = pytorch_model(ctx, model_data_uri(ctx, spec.model_data, name), name, source_dir)
+    uri = model.model_data
+    count = spec.autoscaling.min_instances if spec.autoscaling else 1
     if spec.serverless:
+        from sagemaker.serverless import ServerlessInferenceConfig
+
         where = {"serverless_inference_config": ServerlessInferenceConfig(memory_size_in_mb=spec.memory_mb,
                                                                           max_concurrency=spec.max_concurrency)}
         what = f"serverless ({spec.memory_mb} MB, max concurrency {spec.max_concurrency})"
     else:
         instance = spec.instance_type or s.inference_instance_type
-        where = {"initial_instance_count": 1, "instance_type": instance}
-        what = f"1 x {instance}"
+        where = {"initial_instance_count": count, "instance_type": instance}
+        what = f"{count} x {instance}"
     if log:
         log(f"deploying {uri} to endpoint {name} on {what}; this takes several minutes")
     from dogbreed.backends.sagemaker import costs
 
     tags = costs.expiry_tags(spec.auto_delete_after_s) if spec.auto_delete_after_s else None
     model.deploy(endpoint_name=name, wait=True, tags=tags, **where)
+    if spec.autoscaling:
+        scale(ctx, name, spec.autoscaling, log)
     if log:
-        log(costs.endpoint_reminder(name, None if spec.serverless else where["instance_type"], 1,
+        log(costs.endpoint_reminder(name, None if spec.serverless else where["instance_type"], count,
                                     serverless_memory_mb=spec.memory_mb if spec.serverless else None,
                                     auto_delete_after_s=spec.auto_delete_after_s))
     return describe(ctx, name)
+
+
+def scale(ctx: AwsContext, name: str, scaling, log=None) -> None:
+    """Register autoscaling for a new endpoint; if that fails, delete the endpoint (nothing left billing)."""
+    from dogbreed.backends.sagemaker import autoscaling
+
+    try:
+        autoscaling.register(ctx.boto_session.client("application-autoscaling"), name, scaling)
+    except Exception as exc:
+        delete(ctx, name)
+        raise EndpointError(f"autoscaling for {name} could not be registered ({exc}); the endpoint was deleted: "
+                            "check the role's application-autoscaling permissions and deploy again") from None
+    if log:
+        log(f"autoscaling {name}: {autoscaling.summary(scaling)}")
 
 
 def describe(ctx: AwsContext, name: str) -> EndpointDescription:
@@ -97,10 +129,26 @@ def describe(ctx: AwsContext, name: str) -> EndpointDescription:
         extra["serverless"] = next((v.get("ServerlessConfig") for v in variants if v.get("ServerlessConfig")), None)
     except botocore.exceptions.ClientError:
         pass
+    extra["autoscaling"] = _scaling(ctx, [name]).get(name)
     created = d.get("CreationTime")
     return EndpointDescription(name=d["EndpointName"], backend="sagemaker", status=d["EndpointStatus"],
                                created=created.timestamp() if hasattr(created, "timestamp") else created,
                                failure_reason=d.get("FailureReason"), extra=extra)
+
+
+def _scaling(ctx: AwsContext, names: list[str] | None = None) -> dict:
+    """endpoint -> its autoscaling as a dict; {} when the caller may not read Application Auto Scaling."""
+    import dataclasses
+
+    import botocore.exceptions
+
+    from dogbreed.backends.sagemaker import autoscaling
+
+    try:
+        found = autoscaling.describe_all(ctx.boto_session.client("application-autoscaling"), names)
+    except botocore.exceptions.ClientError:
+        return {}
+    return {name: dataclasses.asdict(a) for name, a in found.items()}
 
 
 def list_endpoints(ctx: AwsContext) -> list[EndpointDescription]:
@@ -110,6 +158,9 @@ def list_endpoints(ctx: AwsContext) -> list[EndpointDescription]:
         created = e.get("CreationTime")
         out.append(EndpointDescription(name=e["EndpointName"], backend="sagemaker", status=e["EndpointStatus"],
                                        created=created.timestamp() if hasattr(created, "timestamp") else created))
+    scaling = _scaling(ctx) if out else {}
+    for d in out:
+        d.extra["autoscaling"] = scaling.get(d.name)
     return out
 
 
@@ -117,9 +168,14 @@ def delete(ctx: AwsContext, name: str) -> list[str]:
     """Delete the endpoint, its config and its model(s); returns what was deleted."""
     import botocore.exceptions
 
+    from dogbreed.backends.sagemaker import autoscaling
+
     desc = describe(ctx, name)
     sm = ctx.boto_session.client("sagemaker")
     deleted = []
+    if desc.extra.get("autoscaling") and autoscaling.deregister(ctx.boto_session.client("application-autoscaling"),
+                                                                name):
+        deleted.append(f"scalable target {autoscaling.resource_id(name)}")
     sm.delete_endpoint(EndpointName=name)
     deleted.append(f"endpoint {name}")
     for kind, call, key, value in [("endpoint config", sm.delete_endpoint_config, "EndpointConfigName",
