@@ -68,16 +68,23 @@ def terminate_group(proc: subprocess.Popen, grace: float = TERM_GRACE_S) -> None
         proc.wait()
 
 
+# What stops a job's process group when its runner gets it: Ctrl-C, `kill`/`dogbreed stop` (SIGTERM),
+# a closed terminal or SSH session (SIGHUP). The job runs in its own session, so without these
+# handlers it would be orphaned and run on.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @dataclass
 class CtrlC:
-    pressed: bool = False  # set by the SIGINT handler of `ctrl_c_stops_group`
+    pressed: bool = False  # set by the handler of `ctrl_c_stops_group`
+    signal_name: str = ""  # SIGINT, SIGTERM or SIGHUP
 
 
 @contextlib.contextmanager
 def ctrl_c_stops_group(proc: subprocess.Popen, grace: float = TERM_GRACE_S) -> Iterator[CtrlC]:
-    """In the main thread, make Ctrl-C stop the group `proc` leads through a handler instead of
-    a KeyboardInterrupt: Python drops an exception raised while a finalizer (`__del__`) runs,
-    so an unlucky Ctrl-C would be lost and the job would run on. Ctrl-C sends SIGTERM to the
+    """In the main thread, make Ctrl-C (and SIGTERM, SIGHUP: `STOP_SIGNALS`) stop the group `proc`
+    leads through a handler instead of a KeyboardInterrupt: Python drops an exception raised
+    while a finalizer (`__del__`) runs, so an unlucky Ctrl-C would be lost and the job would run on. Ctrl-C sends SIGTERM to the
     group, then SIGKILL after `grace` seconds or at a second Ctrl-C; whoever reads `proc`'s
     output sees it end. The previous handler is back on exit; `CtrlC.pressed` says whether
     Ctrl-C was pressed meanwhile. In other threads this changes nothing."""
@@ -90,18 +97,39 @@ def ctrl_c_stops_group(proc: subprocess.Popen, grace: float = TERM_GRACE_S) -> I
         if ctrl_c.pressed:
             kill_group(proc.pid, signal.SIGKILL)
             return
-        ctrl_c.pressed = True
+        ctrl_c.pressed, ctrl_c.signal_name = True, signal.Signals(signum).name
         kill_group(proc.pid, signal.SIGTERM)
         escalate = threading.Timer(grace, lambda: proc.poll() is None and kill_group(proc.pid, signal.SIGKILL))
         escalate.daemon = True
         escalate.start()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield ctrl_c
     finally:
-        if previous is not None:  # None: the previous handler was not set from Python
-            signal.signal(signal.SIGINT, previous)
+        for sig, before in previous.items():
+            if before is not None:  # None: the previous handler was not set from Python
+                signal.signal(sig, before)
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """In the main thread, SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C does, so that a
+    driver that stops its children on Ctrl-C (the local tuner) does so on `kill` too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            if before is not None:
+                signal.signal(sig, before)
 
 
 def start_detached_worker(module: str, workspace: Workspace, name: str, log_file: Path | None = None) -> int:
