@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from dogbreed.backends.base import COMPLETED, FAILED, IN_PROGRESS, STOPPED
+from dogbreed.backends.base import FAILED, IN_PROGRESS, STOPPED
 from dogbreed.backends.local.jobs import LocalJobRunner
 from dogbreed.backends.local.processes import pid_alive
 from dogbreed.workspace import Workspace
