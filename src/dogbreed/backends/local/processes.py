@@ -84,10 +84,10 @@ class CtrlC:
 def ctrl_c_stops_group(proc: subprocess.Popen, grace: float = TERM_GRACE_S) -> Iterator[CtrlC]:
     """In the main thread, make Ctrl-C (and SIGTERM, SIGHUP: `STOP_SIGNALS`) stop the group `proc`
     leads through a handler instead of a KeyboardInterrupt: Python drops an exception raised
-    while a finalizer (`__del__`) runs, so an unlucky Ctrl-C would be lost and the job would run on. Ctrl-C sends SIGTERM to the
-    group, then SIGKILL after `grace` seconds or at a second Ctrl-C; whoever reads `proc`'s
-    output sees it end. The previous handler is back on exit; `CtrlC.pressed` says whether
-    Ctrl-C was pressed meanwhile. In other threads this changes nothing."""
+    while a finalizer (`__del__`) runs, so an unlucky Ctrl-C would be lost and the job would run
+    on. Ctrl-C sends SIGTERM to the group, then SIGKILL after `grace` seconds or at a second
+    Ctrl-C; whoever reads `proc`'s output sees it end. The previous handlers are back on exit;
+    `CtrlC.pressed` says whether one of the signals came meanwhile. In other threads this changes nothing."""
     ctrl_c = CtrlC()
     if threading.current_thread() is not threading.main_thread():
         yield ctrl_c
