@@ -184,6 +184,7 @@ def test_jobs_tuning_lists_and_describes_and_only_the_best_trial_keeps_its_model
     assert [p.name for p in (workspace / "jobs").iterdir()] == [best]
     r = cli("jobs", "rm", best, "--force", "--yes")
     assert r.exit_code == 0 and not (workspace / "jobs" / best).exists()
+    assert "best_job" not in json.loads((workspace / "state.json").read_text())  # forgotten with its job
 
 
 def test_jobs_rm_bad_input(cli, workspace, runner, sample_data):

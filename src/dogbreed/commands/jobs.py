@@ -136,7 +136,7 @@ def _show_plan(plan) -> None:
         click.echo(f"  {r.name}  {human_size(r.size)}" + (f"  kept: {r.refused}" if r.refused else ""))
 
 
-def _delete(backend, plan, yes: bool) -> None:
+def _delete(app, backend, plan, yes: bool) -> None:
     from dogbreed.workflows.operations import human_size, remove
 
     going = [r for r in plan if r.refused is None]
@@ -145,7 +145,7 @@ def _delete(backend, plan, yes: bool) -> None:
     total = sum(r.size for r in going)
     if not yes:
         click.confirm(f"delete {len(going)} job(s), {human_size(total)}?", abort=True, err=True)
-    freed = sum(size for _, size in remove(backend, plan))
+    freed = sum(size for _, size in remove(app, backend, plan))
     click.echo(f"deleted {len(going)} job(s), freed {human_size(freed)}")
 
 
@@ -170,7 +170,7 @@ def rm(app, names, force, yes):
 
     backend, plan = plan_removal(app, list(names), force=force)
     _show_plan(plan)
-    _delete(backend, plan, yes)
+    _delete(app, backend, plan, yes)
     refused = [r for r in plan if r.refused]
     if refused:
         raise ConfigError(f"{len(refused)} job(s) not removed: " + "; ".join(f"{r.name}: {r.refused}"
@@ -207,4 +207,4 @@ def prune(app, older_than, keep_best, force, dry_run, yes):
     click.echo(f"{len(going)} job(s) to delete, {human_size(sum(r.size for r in going))}:")
     _show_plan(plan)
     if not dry_run:
-        _delete(backend, plan, yes)
+        _delete(app, backend, plan, yes)

@@ -167,11 +167,24 @@ def plan_prune(session: Session, *, older_than_s: float | None, keep_best: int,
     return backend, plan
 
 
-def remove(backend: Backend, plan: list[Removal]) -> Iterator[tuple[Removal, int]]:
-    """Delete the jobs of `plan` that may go; yields each with the bytes freed."""
+def remove(session: Session, backend: Backend, plan: list[Removal]) -> Iterator[tuple[Removal, int]]:
+    """Delete the jobs of `plan` that may go; yields each with the bytes freed. The workspace
+    forgets what pointed at a removed job (last training job, its model, the best trial)."""
     for removal in plan:
         if removal.refused is None:
             yield removal, backend.remove_job(removal.name)
+            _forget(session, removal.name)
+
+
+# workspace state key -> the field of it that names a job
+_REFERS_TO_JOB = {"last_training_job": "name", "model_data": "job", "best_job": "name"}
+
+
+def _forget(session: Session, job: str) -> None:
+    state = session.workspace.state()
+    gone = [key for key, name in _REFERS_TO_JOB.items() if (state.get(key) or {}).get(name) == job]
+    if gone:
+        session.workspace.update(**dict.fromkeys(gone))
 
 
 def parse_age(text: str) -> float:

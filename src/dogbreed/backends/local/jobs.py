@@ -375,12 +375,13 @@ def _wait_for(condition, timeout: float, poll_s: float = 0.1) -> bool:
 
 
 def folder_size(root: Path) -> int:
-    """Bytes of the files under `root`, symlinks not followed (a job links to its dataset)."""
+    """Disk space of `root` (what deleting it frees, as `du` counts it), symlinks not followed:
+    a job links to its dataset."""
     total = 0
-    for folder, _, files in os.walk(root):
-        for f in files:
+    for folder, dirs, files in os.walk(root):
+        for f in [*files, *dirs]:
             try:
-                total += os.lstat(os.path.join(folder, f)).st_size
+                total += os.lstat(os.path.join(folder, f)).st_blocks * 512
             except OSError:
                 continue
     return total
