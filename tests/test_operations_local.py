@@ -201,3 +201,24 @@ def test_jobs_rm_bad_input(cli, workspace, runner, sample_data):
     assert r.output.strip() == "nothing to prune" and (workspace / "jobs" / name).is_dir()
     r = cli("jobs", "rm", name, "--yes")
     assert r.exit_code == 0 and not (workspace / "jobs" / name).exists()
+
+
+def test_stop_a_detached_tuning_job_stops_its_trials_and_stays_resumable(cli, workspace, runner, sample_data):
+    from dogbreed.backends.local.tuning import LocalTuner
+
+    r = cli("tune", "--data", sample_data, *TINY, "-H", "epochs=50", "-H", "patience=0", "--max-jobs", 4,
+            "--max-parallel-jobs", 2, "--name", "hpo-stop", "--no-wait")
+    assert r.exit_code == 0, r.output
+    tuner = LocalTuner(Workspace.resolve(workspace))
+    assert wait_for(lambda: len([j for j in runner.list() if runner.script_alive(j)]) == 2, 120)
+    trials = runner.list()
+    driver = tuner.folder("hpo-stop").read().driver_pid
+    r = cli("stop", "hpo-stop")
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("tuning job hpo-stop [local]: Stopped (stopped by the user; "
+                               "`dogbreed tune --resume hpo-stop` continues it)")
+    assert not pid_alive(driver) and not any(runner.script_alive(runner.describe(j.name)) for j in trials)
+    assert all(runner.describe(j.name).status == STOPPED for j in trials)
+    r = cli("stop", "hpo-stop")
+    assert r.exit_code == 1
+    assert r.output.strip() == "Error: tuning job hpo-stop is not running (Stopped); nothing to stop"

@@ -315,8 +315,9 @@ class TrialLoop:
                 raise RepeatedFailure(f"stopped after {MAX_IDENTICAL_FAILURES} trials in a row failed alike: {reason}")
 
     def _keep_best_model(self, value: float, job: str) -> None:
-        """Only the best trial keeps its model (model/ and model.tar.gz, ~45 MB for a ResNet18, ~95 MB
-        for a ResNet50): the others keep their log and metrics, enough for reports and `--from-job`."""
+        """Only the best trial keeps its model (model/ and model.tar.gz: a ResNet18 trial's folder
+        measured 87 MB with them, 76 KB without): the others keep their log, metrics and
+        hyperparameters, enough for reports and `train --from-job`."""
         better = self.best is None or (value < self.best[0] if self.space.objective.goal == "minimize"
                                        else value > self.best[0])
         if better:
