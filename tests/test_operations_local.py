@@ -222,3 +222,24 @@ def test_stop_a_detached_tuning_job_stops_its_trials_and_stays_resumable(cli, wo
     r = cli("stop", "hpo-stop")
     assert r.exit_code == 1
     assert r.output.strip() == "Error: tuning job hpo-stop is not running (Stopped); nothing to stop"
+
+
+def test_the_job_behind_a_running_endpoint_stays(cli, workspace, runner, sample_data):
+    from tests.test_server_local import free_port
+
+    r = cli("train", "--data", sample_data, *TINY, "--epochs", "1", "--no-debugger", "--no-profiler")
+    assert r.exit_code == 0, r.output
+    (job,) = runner.list()
+    r = cli("deploy", "--name", "served", "--port", free_port())
+    assert r.exit_code == 0, r.output
+    try:
+        r = cli("jobs", "rm", job.name, "--yes")
+        assert r.exit_code == 1 and "kept: endpoint served serves its model; --force removes it anyway" in r.output
+        r = cli("jobs", "prune", "--yes")
+        assert "0 job(s) to delete" in r.output and "kept: endpoint served serves its model" in r.output
+        assert (workspace / "jobs" / job.name).is_dir()
+    finally:
+        cli("undeploy", "served")
+    r = cli("jobs", "rm", job.name, "--yes")
+    assert r.exit_code == 0 and not (workspace / "jobs" / job.name).exists()
+    assert "model_data" not in json.loads((workspace / "state.json").read_text())
