@@ -213,10 +213,13 @@ class LocalJobRunner:
         desc.extra.update(runner_pid=os.getpid(), command=cmd, secondary_status="Training")
         interrupted = None
         self.stop_marker(name).unlink(missing_ok=True)
-        with open(layout.log_file, "a", buffering=1) as logfh:
+        # The stop handlers come first: a signal between the start and the handlers would
+        # otherwise end this runner and orphan the job's process group.
+        with open(layout.log_file, "a", buffering=1) as logfh, ctrl_c_stops_group() as ctrl_c:
             proc = subprocess.Popen(cmd, cwd=layout.code_dir, env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1,
                                     start_new_session=True, errors="replace")
+            ctrl_c.attach(proc)
             state.proc = proc
             desc.pid = proc.pid
             self._write(desc)
@@ -228,22 +231,21 @@ class LocalJobRunner:
                 timer = threading.Timer(max(0.0, deadline - time.time()), state.time_out)
                 timer.daemon = True
                 timer.start()
-            with ctrl_c_stops_group(proc) as ctrl_c:
-                try:
-                    for line in proc.stdout:
-                        logfh.write(line)
-                        for metric, value in metrics.parse_line(line).items():
-                            series.setdefault(metric, []).append(value)
-                        if log:
-                            log(line.rstrip("\n"))
-                    rc = proc.wait()
-                except KeyboardInterrupt as exc:
-                    interrupted = exc
-                    terminate_group(proc)
-                    rc = proc.returncode
-                finally:
-                    if timer:
-                        timer.cancel()
+            try:
+                for line in proc.stdout:
+                    logfh.write(line)
+                    for metric, value in metrics.parse_line(line).items():
+                        series.setdefault(metric, []).append(value)
+                    if log:
+                        log(line.rstrip("\n"))
+                rc = proc.wait()
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+                terminate_group(proc)
+                rc = proc.returncode
+            finally:
+                if timer:
+                    timer.cancel()
         if ctrl_c.pressed and interrupted is None:
             interrupted = KeyboardInterrupt()
         desc.ended = time.time()
