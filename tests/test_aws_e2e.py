@@ -89,7 +89,7 @@ def test_no_role_and_no_credentials_errors(cli, workspace, uploaded, sample_data
 
     r = cli("--backend", "sagemaker", "--profile", "nobody", "--role", ROLE_ARN, "--bucket", BUCKET, "train", *TINY)
     assert r.exit_code == 1
-    assert "could not be found; create it with `aws configure --profile NAME`, or use --backend local" in r.output
+    assert "could not be found; create it with `aws configure --profile nobody`, or use --backend local" in r.output
 
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(var, raising=False)

@@ -27,6 +27,8 @@ COMMANDS = {
     "endpoints": "dogbreed.commands.endpoint:endpoints",
     "serve": "dogbreed.commands.endpoint:serve",
     "jobs": "dogbreed.commands.jobs:jobs",
+    "stop": "dogbreed.commands.stop:stop",
+    "logs": "dogbreed.commands.logs:logs",
     "config": "dogbreed.commands.config:config",
     "cleanup": "dogbreed.commands.cleanup:cleanup",
     "demo": "dogbreed.commands.demo:demo",

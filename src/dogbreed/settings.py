@@ -1,6 +1,7 @@
 """One settings object for the whole CLI, resolved key by key from
 
-    command-line flags  >  environment  >  project config file (dogbreed.toml)  >  defaults
+    command-line flags  >  environment  >  project config file (dogbreed.toml)
+        >  the SageMaker SDK's config.yaml (role, bucket)  >  defaults
 
 Each resolved value remembers where it came from (`dogbreed config show` prints it). The file
 is flat TOML, keys as in `KEYS` below::
@@ -76,6 +77,7 @@ class Key:
     help: str
     choices: tuple[str, ...] = ()
     default_note: str = ""  # shown by `config show` when the default is None
+    sdk_path: str = ""  # the same setting's path in the SageMaker SDK's config.yaml, if it has one
 
 
 KEYS: tuple[Key, ...] = (
@@ -86,9 +88,11 @@ KEYS: tuple[Key, ...] = (
     Key("region", "str", None, ("DOGBREED_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"), "AWS region",
         default_note="the profile's region"),
     Key("role", "str", None, ("DOGBREED_ROLE",), "SageMaker execution role ARN",
-        default_note="required for SageMaker jobs"),
+        default_note="a SageMaker notebook's or Studio's execution role; elsewhere required for SageMaker jobs",
+        sdk_path="SageMaker.TrainingJob.RoleArn"),
     Key("bucket", "str", None, ("DOGBREED_BUCKET",), "S3 bucket for data, code and models",
-        default_note="the SageMaker default bucket sagemaker-<region>-<account>"),
+        default_note="the SageMaker default bucket sagemaker-<region>-<account>",
+        sdk_path="SageMaker.PythonSDK.Modules.Session.DefaultS3Bucket"),
     Key("prefix", "str", "dogbreed", ("DOGBREED_PREFIX",),
         "S3 key prefix, and the name prefix of the project's SageMaker resources"),
     Key("instance_type", "str", "ml.m5.xlarge", ("DOGBREED_INSTANCE_TYPE",), "training instance type"),
@@ -166,6 +170,38 @@ def find_config_file(flag: str | None, environ: Mapping[str, str]) -> tuple[Path
     return (local, "found in the current directory") if local.is_file() else (None, "none")
 
 
+# Where the SageMaker SDK reads its defaults (sagemaker.config): the admin file, then the user's
+# file overriding it; each location may be moved by an environment variable, to a file or a folder.
+SDK_CONFIG_FILES = (("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", "/etc/xdg/sagemaker/config.yaml"),
+                    ("SAGEMAKER_USER_CONFIG_OVERRIDE", "~/.config/sagemaker/config.yaml"))
+
+
+def sdk_config_values(environ: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
+    """{key: (value, file)} for the KEYS whose `sdk_path` the SageMaker SDK's config.yaml files set."""
+    found: dict[str, tuple[Any, str]] = {}
+    for var, default in SDK_CONFIG_FILES:
+        path = Path(environ.get(var) or default).expanduser()
+        if path.is_dir():
+            path = path / "config.yaml"
+        if not path.is_file():
+            continue
+        try:
+            import yaml
+
+            doc = yaml.safe_load(path.read_text()) or {}
+        except ImportError:  # PyYAML comes with the sagemaker extra; without it there is no SDK to configure
+            return found
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read the SageMaker SDK config {path}: {exc}") from None
+        for key in KEYS:
+            value = doc
+            for part in key.sdk_path.split(".") if key.sdk_path else ():
+                value = value.get(part) if isinstance(value, dict) else None
+            if key.sdk_path and isinstance(value, str) and value:
+                found[key.name] = (value, f"SageMaker SDK config {path}")
+    return found
+
+
 class Settings:
     """Resolved settings: `s.region` is the value, `s.source("region")` where it came from."""
 
@@ -189,6 +225,7 @@ class Settings:
         if bad:
             raise ConfigError(f"unknown key {bad[0]!r} in {path}; known keys: {', '.join(KEY_NAMES)}")
 
+        sdk_values = sdk_config_values(environ)
         values = {}
         for key in KEYS:
             flag_name = "--" + key.name.replace("_", "-")
@@ -199,6 +236,8 @@ class Settings:
                 setting = Setting(key.name, _coerce(key, environ[var], f"env {var}", True), f"env {var}")
             elif key.name in file_values:
                 setting = Setting(key.name, _coerce(key, file_values[key.name], f"in {path}", False), str(path))
+            elif key.name in sdk_values:
+                setting = Setting(key.name, sdk_values[key.name][0], sdk_values[key.name][1])
             else:
                 setting = Setting(key.name, key.default, "default")
             values[key.name] = setting

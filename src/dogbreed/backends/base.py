@@ -287,6 +287,13 @@ OPTIONAL = {
     "batch_predict": "score a folder (or an S3 prefix) of images in bulk without an endpoint",
     "autoscale_endpoint": "scale an endpoint's instance count with its traffic",
     "estimate_plan": "estimate the time and cost of tuning, training and serving at a given scale",
+    "check_training": "check, before a training job is created, that it can start (data, weights)",
+    "stop_job": "stop a running training job",
+    "stop_tuning": "stop a running tuning job and its running trials",
+    "job_logs": "read a training job's log",
+    "list_tuning_jobs": "list tuning jobs",
+    "job_size": "measure the disk space a job's files take",
+    "remove_job": "delete a finished job and its files",
 }
 
 
@@ -386,6 +393,16 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def delete_endpoint(self, name: str) -> None:
         """Stop and remove an endpoint (SageMaker: endpoint, config and model); EndpointError if unknown."""
+
+    # -- optional capabilities, documented here once (a backend defines the ones it can) --------
+    # check_training(spec) -> None: raise a DogbreedError before anything is created.
+    # stop_job(name) -> JobDescription: the job, Stopping/Stopped; ConfigError if it has ended already.
+    # stop_tuning(name) -> TuningResult: likewise for a tuning job.
+    # job_logs(name, follow=False) -> Iterator[str]: the log's lines; with `follow`, until the job ends.
+    #     StateError when the job has no log yet.
+    # list_tuning_jobs(limit=20) -> list[TuningResult]: newest first.
+    # job_size(name) -> int: bytes its files take.
+    # remove_job(name) -> int: delete a finished job's files; bytes freed.
 
     @abc.abstractmethod
     def connect_endpoint(self, name: str, url: str | None = None) -> EndpointConnection:

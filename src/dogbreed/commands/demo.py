@@ -94,7 +94,8 @@ def print_predictions(doc: list[dict]) -> float:
 @click.pass_obj
 def demo(app, data, out, max_jobs, max_parallel_jobs, port, keep):
     """Run the whole pipeline locally: data, tuning, training with debugger and profiler,
-    report, endpoint, predictions. Offline and without AWS: about 3-5 minutes on 2 cores.
+    report, endpoint, predictions. Offline and without AWS. Its time depends on how busy the
+    cores are: 658 s measured on 2 vCPUs (AMD EPYC) shared at load average 12-20.
 
     \b
     Examples:

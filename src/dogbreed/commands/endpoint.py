@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from dogbreed.commands.complete import complete_endpoints
 from dogbreed.serving.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, IMAGE_SUFFIXES, MAX_BODY_BYTES
 
 CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
@@ -135,7 +136,7 @@ def _read_image(path) -> bytes:
 @click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Breeds shown per image.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output: one JSON document.")
 @click.option("--raw", is_flag=True, help="The model's logits (one per class) instead of top-k breeds.")
-@click.option("--endpoint", "endpoint_name", default=None, metavar="NAME",
+@click.option("--endpoint", "endpoint_name", default=None, metavar="NAME", shell_complete=complete_endpoints,
               help="Endpoint to ask. [default: the one `dogbreed deploy` recorded]")
 @click.pass_obj
 def predict(app, images, top_k, as_json, raw, endpoint_name):
@@ -200,7 +201,7 @@ def _print_result(result: dict) -> None:
 
 
 @click.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_endpoints)
 @click.pass_obj
 def undeploy(app, name):
     """Stop and delete an endpoint (default: the recorded one).
@@ -233,6 +234,7 @@ def endpoints(app, as_json):
     if not found:
         click.echo(f"no {app.backend_choice} endpoints; create one with `dogbreed deploy`")
         return
+    click.echo(f"  {'NAME':<40} {'STATUS':<13} {'WHERE':<24} CREATED")
     for d in found:
         when = datetime.datetime.fromtimestamp(d.created).strftime("%Y-%m-%d %H:%M") if d.created else "-"
         where = d.url or d.extra.get("instance_type") or ("serverless" if d.extra.get("serverless") else "")

@@ -80,7 +80,19 @@ def sagemaker_job_options(f=None, *, kind: str = "training"):
     return decorate(f) if f is not None else decorate
 
 
-def echo_line(line: str) -> None:
+def echo_line(line: str, err: bool = False) -> None:
     """A job's log line on the console; `#metric` lines are for the parsers (they stay in logs.txt)."""
     if not line.startswith("#metric "):
-        click.echo(line)
+        click.echo(line, err=err)
+
+
+def json_option(f):
+    """--json: the result as one JSON document on stdout; everything else goes to stderr."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print the result as one JSON document on stdout (progress and log on stderr).")(f)
+
+
+def emit_json(document) -> None:
+    import json
+
+    click.echo(json.dumps(document, indent=2, sort_keys=True, default=str))

@@ -9,8 +9,9 @@ import click
 @click.argument("job", required=False)
 @click.option("--out", default=None, metavar="DIR",
               help="Folder for report.html and its PNGs. [default: <workspace>/reports/JOB]")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"job\": ..., \"report\": PATH} as JSON.")
 @click.pass_obj
-def report(app, job, out):
+def report(app, job, out, as_json):
     """Write an HTML report of JOB and print its path.
 
     A training job gets loss curves from the debugger tensors, rule results, system usage,
@@ -20,8 +21,15 @@ def report(app, job, out):
     \b
     Examples:
       dogbreed report                                   # the last training job
-      dogbreed report dbhpo-261129-120000-ab12       # a tuning job
+      dogbreed report dogbreed-train-20261129-120000-ab12  # a training job (`dogbreed jobs` lists them)
+      dogbreed report dbhpo-261129-120000-ab12          # a tuning job (`dogbreed jobs --tuning`)
     """
     from dogbreed.workflows.reports import write_report
 
-    click.echo(str(write_report(app, job, out)))
+    path = write_report(app, job, out)
+    if as_json:
+        from dogbreed.commands.options import emit_json
+
+        emit_json({"job": job or app.workspace.get("last_training_job", {}).get("name"), "report": str(path)})
+        return
+    click.echo(str(path))

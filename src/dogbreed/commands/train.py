@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import click
 
-from dogbreed.commands.options import (collect_static, data_option, echo_line, sagemaker_job_options,
-                                       static_hyperparameter_options)
+from dogbreed.commands.options import (collect_static, data_option, echo_line, emit_json, json_option,
+                                       sagemaker_job_options, static_hyperparameter_options)
 from dogbreed.rules.config import DEFAULT_PROFILER_INTERVAL_MS, PROFILER_INTERVALS_MS
 
 PROFILER_INTERVALS = [str(ms) for ms in PROFILER_INTERVALS_MS]
@@ -28,19 +28,19 @@ def parse_rule_params(items) -> dict[str, dict[str, str]]:
     return out
 
 
-def echo_rules(job) -> None:
+def echo_rules(job, echo=click.echo) -> None:
     rules = job.extra.get("rules") or []
     if not rules:
-        click.echo("rules: none evaluated (debugger and profiler off, or not reported yet)")
+        echo("rules: none evaluated (debugger and profiler off, or not reported yet)")
         return
-    click.echo("rules:")
+    echo("rules:")
     for r in rules:
         details = f"  {r.get('StatusDetails')}" if r.get("StatusDetails") else ""
-        click.echo(f"  {r['RuleConfigurationName']:<20} {r['RuleEvaluationStatus']}{details}")
+        echo(f"  {r['RuleConfigurationName']:<20} {r['RuleEvaluationStatus']}{details}")
     prof = job.extra.get("profiler")
     if prof and prof.get("steps", {}).get("count"):
         s = prof["steps"]
-        click.echo(f"profiler: {s['count']} steps, median {s['median_s']:.3f} s, "
+        echo(f"profiler: {s['count']} steps, median {s['median_s']:.3f} s, "
                    f"{s['data_wait_share'] or 0:.0f}% waiting for data; findings: {', '.join(prof['triggered']) or 'none'}")
 
 
@@ -73,9 +73,11 @@ def echo_rules(job) -> None:
 @click.option("--resume", "resume_of", is_flag=False, flag_value="", default=None, metavar="[JOB]",
               help="Local: run a Failed/Stopped training job again in its folder, continuing from its last "
                    "checkpoint (default JOB: the last training job).")
+@json_option
 @click.pass_obj
 def train(app, data, from_best, from_job, lr, batch_size, epochs, arch, weights, image_size, freeze, extra_hps,
-          processes, debugger, profiler, debug_params, rule_params, profiler_interval, wait, status_of, resume_of):
+          processes, debugger, profiler, debug_params, rule_params, profiler_interval, wait, status_of, resume_of,
+          as_json):
     """Train the model on train/, validate on valid/, evaluate once on test/, with the
     debugger hook, rules and profiler (SageMaker's, or their local equivalents).
 
@@ -89,12 +91,14 @@ def train(app, data, from_best, from_job, lr, batch_size, epochs, arch, weights,
     from dogbreed.backends.base import Instrumentation
     from dogbreed.workflows import training
 
+    echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    log = (lambda line: echo_line(line, err=True)) if as_json else echo_line
     if status_of is not None:
-        show_status(training.training_status(app, status_of or None))
+        show_status(training.training_status(app, status_of or None), echo, as_json)
         return
     if resume_of is not None:
-        click.echo(f"resuming {resume_of or 'the last training job'} from its last checkpoint")
-        show_outcome(training.resume_training(app, resume_of or None, log=echo_line), wait=True)
+        echo(f"resuming {resume_of or 'the last training job'} from its last checkpoint")
+        show_outcome(training.resume_training(app, resume_of or None, log=log), True, echo, as_json)
         return
     instrumentation = Instrumentation(debugger=debugger, profiler=profiler, collection_overrides=tuple(debug_params),
                                       rule_params=parse_rule_params(rule_params),
@@ -105,27 +109,32 @@ def train(app, data, from_best, from_job, lr, batch_size, epochs, arch, weights,
         flags={"lr": lr, "batch-size": batch_size, "epochs": epochs}, processes=processes,
         instrumentation=instrumentation)
     if source:
-        click.echo(f"hyperparameters from {source} (flags override): "
-                   + " ".join(f"{k}={v}" for k, v in sorted(spec.hyperparameters.items())))
-    show_outcome(training.run_training(app, spec, wait=wait, log=echo_line), wait)
+        echo(f"hyperparameters from {source} (flags override): "
+             + " ".join(f"{k}={v}" for k, v in sorted(spec.hyperparameters.items())))
+    show_outcome(training.run_training(app, spec, wait=wait, log=log), wait, echo, as_json)
 
 
-def show_outcome(job, wait: bool) -> None:
+def show_outcome(job, wait: bool, echo=click.echo, as_json: bool = False) -> None:
+    if as_json:
+        emit_json(job.to_dict())
     if not wait:
-        click.echo(f"started {job.name}; follow it with `dogbreed train --status {job.name}`")
+        echo(f"started {job.name}; follow it with `dogbreed logs {job.name} --follow`, stop it with "
+             f"`dogbreed stop {job.name}`")
         return
     m = job.metrics
     summary = " ".join(f"{k}={m[k]:.4f}" for k in ("valid_loss", "test_loss", "test_acc", "test_top5") if k in m)
-    click.echo(f"job {job.name} Completed: {summary}")
-    click.echo(f"model: {job.model_data}")
-    echo_rules(job)
-    click.echo(f"report: dogbreed report {job.name}")
+    echo(f"job {job.name} Completed: {summary}")
+    echo(f"model: {job.model_data}")
+    echo_rules(job, echo)
+    echo(f"report: dogbreed report {job.name}")
 
 
-def show_status(job) -> None:
+def show_status(job, echo=click.echo, as_json: bool = False) -> None:
     from dogbreed.commands.jobs import format_duration
 
-    click.echo(f"{job.name}  [{job.backend}] {job.status}  {format_duration(job.duration_s)}")
+    if as_json:
+        emit_json(job.to_dict())
+    echo(f"{job.name}  [{job.backend}] {job.status}  {format_duration(job.duration_s)}")
     if job.failure_reason:
-        click.echo(f"  failure: {job.failure_reason}")
-    echo_rules(job)
+        echo(f"  failure: {job.failure_reason}")
+    echo_rules(job, echo)

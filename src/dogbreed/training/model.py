@@ -201,6 +201,30 @@ def _online(host: str, timeout: float = 3.0) -> bool:
         return False
 
 
+def check_weights_available(arch: str, weights: str):
+    """Raise WeightsUnavailableError unless `weights` can be loaded: a file that exists, or
+    torchvision's ImageNet weights in the torch hub cache or reachable. Returns the weights enum
+    for imagenet (None otherwise). Cheap: no download, at most one connection attempt."""
+    if weights == "none":
+        return None
+    if weights != "imagenet":
+        if not Path(weights).is_file():
+            raise ConfigError(f"weights file {weights} does not exist; pass --weights imagenet, none or a "
+                              "state-dict path")
+        return None
+    import torchvision.models as tvm
+
+    enum = getattr(tvm, ARCHS[arch][1]).DEFAULT
+    filename = os.path.basename(enum.url)
+    cached = _hub_checkpoint_dir() / filename
+    host = enum.url.split("/")[2]
+    if not cached.exists() and not _online(host):
+        raise WeightsUnavailableError(
+            f"ImageNet weights for {arch} are not cached at {cached} and {host} cannot be reached; "
+            f"copy {filename} there, or use --weights none or --weights PATH")
+    return enum
+
+
 def load_backbone_weights(arch: str, weights: str) -> dict:
     """State dict of a backbone: torchvision's ImageNet weights (cached or downloaded) or a file."""
     import torch
@@ -217,18 +241,9 @@ def load_backbone_weights(arch: str, weights: str) -> dict:
             state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
         return state
 
-    import torchvision.models as tvm
-
-    enum = getattr(tvm, ARCHS[arch][1]).DEFAULT
+    enum = check_weights_available(arch, weights)
     filename = os.path.basename(enum.url)
     cached = _hub_checkpoint_dir() / filename
-    if not cached.exists():
-        host = enum.url.split("/")[2]
-        if not _online(host):
-            raise WeightsUnavailableError(
-                f"ImageNet weights for {arch} are not cached at {cached} and {host} cannot be reached; "
-                f"copy {filename} there, or use --weights none or --weights PATH"
-            )
     try:
         return enum.get_state_dict(progress=False, check_hash=True)
     except Exception as exc:  # network errors come in many types

@@ -35,6 +35,10 @@ def resolve_endpoint(session: Session, name: str | None) -> tuple:
     if name and name != recorded.get("name"):
         return session.backend(), check_name(name, "endpoint name"), None
     if not recorded:
+        live = [d.name for d in session.backend().list_endpoints() if d.status == "InService"]
+        if live:
+            raise StateError(f"no endpoint recorded for predict; {', '.join(live)} "
+                             f"{'is' if len(live) == 1 else 'are'} InService: pass --endpoint {live[0]}")
         raise StateError("no endpoint deployed: run `dogbreed deploy` (or pass --endpoint NAME)")
     return session.backend(recorded["backend"]), recorded["name"], recorded.get("url")
 

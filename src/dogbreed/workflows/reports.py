@@ -25,7 +25,8 @@ def write_report(session: Session, job: str | None, out: str | None) -> Path:
             result = backend.attach_tuning(job, wait=False)
         except JobNotFoundError:
             raise JobNotFoundError(f"no training or tuning job named {job!r} on the {backend.name} backend; "
-                                   "`dogbreed jobs` lists training jobs") from None
+                                   "`dogbreed jobs` lists training jobs, `dogbreed jobs --tuning` tuning jobs"
+                                   ) from None
         return build.tuning_report(result, out_dir)[0]
     job_dir = backend.job_outputs(job, out_dir / "job")
     return build.training_report(job_dir, out_dir, name=job, status=desc.status,

@@ -36,7 +36,17 @@ class LocalBackend(Backend):
         return str(self.ws.root)
 
     # -- training jobs ---------------------------------------------------------------------
+    def check_training(self, spec: TrainingJobSpec) -> None:
+        """Fails at once, before a job folder exists, when the job could only fail (e.g. no ImageNet
+        weights cached and no network)."""
+        from dogbreed.training.choices import DEFAULT_ARCH, DEFAULT_WEIGHTS
+        from dogbreed.training.model import check_weights_available
+
+        hps = spec.hyperparameters
+        check_weights_available(str(hps.get("arch", DEFAULT_ARCH)), str(hps.get("weights", DEFAULT_WEIGHTS)))
+
     def run_training_job(self, spec: TrainingJobSpec, *, wait: bool = True, log=None) -> JobDescription:
+        self.check_training(spec)
         if spec.instrumentation is not None:
             self._instrument(spec)
         if not wait:
@@ -71,6 +81,18 @@ class LocalBackend(Backend):
     def resume_training_job(self, name: str, *, log=None) -> JobDescription:
         return self.runner.restart(name, log)
 
+    def stop_job(self, name: str) -> JobDescription:
+        return self.runner.stop(name)
+
+    def job_logs(self, name: str, follow: bool = False):
+        return self.runner.log_lines(name, follow)
+
+    def job_size(self, name: str) -> int:
+        return self.runner.size(name)
+
+    def remove_job(self, name: str) -> int:
+        return self.runner.remove(name)
+
     # -- tuning (dogbreed.backends.local.tuning) --------------------------------------------
     @property
     def tuner(self):
@@ -82,7 +104,14 @@ class LocalBackend(Backend):
         from dogbreed.data.check import check_local_data
 
         check_local_data(spec.data, self.ws.cache_dir)
+        self.check_training(TrainingJobSpec("hpo.py", dict(spec.static_hyperparameters), spec.data))
         return []
+
+    def stop_tuning(self, name):
+        return self.tuner.stop(name)
+
+    def list_tuning_jobs(self, limit: int = 20):
+        return self.tuner.list(limit)
 
     def start_tuning(self, spec, *, wait=True, progress=None):
         name = self.tuner.create(spec)

@@ -41,6 +41,7 @@ EndpointConnection.register(EndpointClient)
 SERVER_MODULE = "dogbreed.serving.server"
 CREATING, IN_SERVICE, OUT_OF_SERVICE, FAILED = "Creating", "InService", "OutOfService", "Failed"
 BROKEN = "Broken"  # endpoint.json unreadable: listed, and undeploy still stops its server
+EXPIRED = "Expired"  # not a SageMaker status: a local endpoint whose --auto-delete-after time ended its server
 STOP_GRACE_S = 10.0
 
 
@@ -129,7 +130,12 @@ class LocalEndpoints:
         """Status from the process and /ping, not just from what was recorded."""
         if desc.status not in (CREATING, IN_SERVICE, OUT_OF_SERVICE):
             return desc
+        lifetime = desc.extra.get("auto_delete_after_s")
         if not process_running(_pid(desc)):
+            if lifetime and desc.created and time.time() >= desc.created + lifetime:
+                desc.status = EXPIRED
+                desc.failure_reason = f"auto-deleted after {lifetime} s (deploy --auto-delete-after)"
+                return desc
             desc.status = FAILED
             desc.failure_reason = f"the server process exited; see {self.folder(desc.name) / 'server.log'}"
         elif desc.url:
@@ -186,7 +192,8 @@ class LocalEndpoints:
                                    created=time.time(), extra={"pid": proc.pid, "port": spec.port,
                                                                "max_batch_size": spec.max_batch_size,
                                                                "max_wait_ms": spec.max_wait_ms,
-                                                               "token": token, "log": str(log_file)})
+                                                               "token": token, "log": str(log_file),
+                                                               "auto_delete_after_s": spec.auto_delete_after_s})
         self._write(desc)
         log(f"starting endpoint {name} (pid {proc.pid}) on {url}; log: {folder / 'server.log'}")
         try:

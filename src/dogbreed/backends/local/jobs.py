@@ -32,9 +32,9 @@ from dogbreed import hyperparameters as hp
 from dogbreed.backends.base import (COMPLETED, FAILED, IN_PROGRESS, STOPPED, TERMINAL, JobDescription, LogSink,
                                     TrainingJobSpec, scripts_dir)
 from dogbreed.backends.local.layout import JobLayout, python_command
-from dogbreed.backends.local.processes import (ctrl_c_stops_group, detached_worker_main, kill_group, pid_alive,
-                                               start_detached_worker, terminate_group)
-from dogbreed.errors import DataError, JobNotFoundError, StateError
+from dogbreed.backends.local.processes import (TERM_GRACE_S, ctrl_c_stops_group, detached_worker_main, kill_group,
+                                               pid_alive, start_detached_worker, terminate_group)
+from dogbreed.errors import ConfigError, DataError, JobNotFoundError, StateError
 from dogbreed.training import metrics
 from dogbreed.workspace import Workspace, atomic_write_json
 
@@ -175,15 +175,14 @@ class LocalJobRunner:
     def restart(self, name: str, log: LogSink | None = None) -> JobDescription:
         """Run a Failed/Stopped job again in its own folder: same hyperparameters, same data,
         and the script resumes from the checkpoints it left in `checkpoints/`."""
-        from dogbreed.errors import ConfigError
-
         desc = self.describe(name)
         if desc.status == COMPLETED:
             raise ConfigError(f"job {name} already Completed; nothing to resume")
         if desc.status == IN_PROGRESS:
             raise ConfigError(f"job {name} is still running (pid {desc.extra.get('runner_pid')}); stop it first")
-        if pid_alive(desc.pid, cmdline_contains=desc.entry_point):  # orphaned by a runner that died
-            kill_group(desc.pid, signal.SIGKILL)
+        if self.script_alive(desc):  # orphaned by a runner that died: two processes must not share a folder
+            raise ConfigError(f"a process of job {name} still runs (pid {desc.pid}); "
+                              f"`dogbreed stop {name}` ends it, then resume")
         desc.status, desc.ended, desc.failure_reason, desc.model_data = IN_PROGRESS, None, None, None
         desc.extra["restarts"] = desc.extra.get("restarts", 0) + 1
         self._write(desc)
@@ -218,10 +217,14 @@ class LocalJobRunner:
         desc.started, desc.pid = time.time(), None
         desc.extra.update(runner_pid=os.getpid(), command=cmd, secondary_status="Training")
         interrupted = None
-        with open(layout.log_file, "a", buffering=1) as logfh:
+        self.stop_marker(name).unlink(missing_ok=True)
+        # The stop handlers come first: a signal between the start and the handlers would
+        # otherwise end this runner and orphan the job's process group.
+        with open(layout.log_file, "a", buffering=1) as logfh, ctrl_c_stops_group() as ctrl_c:
             proc = subprocess.Popen(cmd, cwd=layout.code_dir, env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1,
                                     start_new_session=True, errors="replace")
+            ctrl_c.attach(proc)
             state.proc = proc
             desc.pid = proc.pid
             self._write(desc)
@@ -233,29 +236,33 @@ class LocalJobRunner:
                 timer = threading.Timer(max(0.0, deadline - time.time()), state.time_out)
                 timer.daemon = True
                 timer.start()
-            with ctrl_c_stops_group(proc) as ctrl_c:
-                try:
-                    for line in proc.stdout:
-                        logfh.write(line)
-                        for metric, value in metrics.parse_line(line).items():
-                            series.setdefault(metric, []).append(value)
-                        if log:
-                            log(line.rstrip("\n"))
-                    rc = proc.wait()
-                except KeyboardInterrupt as exc:
-                    interrupted = exc
-                    terminate_group(proc)
-                    rc = proc.returncode
-                finally:
-                    if timer:
-                        timer.cancel()
+            try:
+                for line in proc.stdout:
+                    logfh.write(line)
+                    for metric, value in metrics.parse_line(line).items():
+                        series.setdefault(metric, []).append(value)
+                    if log:
+                        log(line.rstrip("\n"))
+                rc = proc.wait()
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+                terminate_group(proc)
+                rc = proc.returncode
+            finally:
+                if timer:
+                    timer.cancel()
         if ctrl_c.pressed and interrupted is None:
             interrupted = KeyboardInterrupt()
         desc.ended = time.time()
         desc.metric_series = series
         desc.metrics = metrics.final_metrics(series)
-        if interrupted is not None or state.stop_requested:
-            desc.status, desc.failure_reason = STOPPED, "stopped by the user" if interrupted else "stopped"
+        if self.stop_marker(name).exists():
+            desc.status, desc.failure_reason = STOPPED, "stopped with `dogbreed stop`"
+        elif interrupted is not None or state.stop_requested:
+            by_signal = ctrl_c.signal_name not in ("", "SIGINT")
+            desc.status = STOPPED
+            desc.failure_reason = (f"stopped: its runner got {ctrl_c.signal_name}" if by_signal
+                                   else "stopped by the user" if interrupted else "stopped")
         elif state.timed_out:
             desc.status, desc.failure_reason = STOPPED, f"max_run of {desc.extra['max_run_s']} s reached"
         elif rc == 0:
@@ -277,6 +284,113 @@ class LocalJobRunner:
         if interrupted is not None:
             raise interrupted
         return desc
+
+    # -- operations: stop, logs, disk use -----------------------------------------------------
+    def stop_marker(self, name: str) -> Path:
+        """Written by `stop` before it signals the job, so its runner records Stopped, not Failed."""
+        return self.layout(name).root / "stop-requested"
+
+    def script_alive(self, desc: JobDescription) -> bool:
+        return pid_alive(desc.pid, cmdline_contains=desc.entry_point)
+
+    def stop(self, name: str, grace: float = TERM_GRACE_S) -> JobDescription:
+        """Stop a running job's whole process group (SIGTERM, SIGKILL after `grace` s); recorded Stopped."""
+        desc = self.describe(name)
+        if desc.status in TERMINAL and not self.script_alive(desc):
+            raise ConfigError(f"job {name} has already ended ({desc.status}); nothing to stop")
+        runner = desc.extra.get("runner_pid")
+        deadline = time.time() + 5
+        while desc.pid is None and pid_alive(runner) and time.time() < deadline:  # still starting
+            time.sleep(0.1)
+            desc = self.describe(name)
+        self.stop_marker(name).write_text(f"{time.time()}\n")
+        if desc.pid and self.script_alive(desc):
+            kill_group(desc.pid, signal.SIGTERM)
+            if not _wait_for(lambda: not self.script_alive(desc), grace):
+                kill_group(desc.pid, signal.SIGKILL)
+        elif pid_alive(runner):  # no script process yet: the runner itself stops on SIGTERM
+            os.kill(runner, signal.SIGTERM)
+        if pid_alive(runner) and _wait_for(lambda: self.describe(name).status in TERMINAL, grace + 5):
+            return self.describe(name)
+        desc = self.describe(name)  # no runner left to record the end: record it here
+        if desc.status != STOPPED:
+            desc.status, desc.ended, desc.failure_reason = STOPPED, time.time(), "stopped with `dogbreed stop`"
+            desc.extra["secondary_status"] = STOPPED
+            self._write(desc)
+        return desc
+
+    def log_lines(self, name: str, follow: bool = False, poll_s: float = 0.5):
+        """The lines of the job's logs.txt; with `follow`, new ones as they come, until the job ends."""
+        desc = self.describe(name)
+        path = self.layout(name).log_file
+        if not path.exists():
+            raise StateError(f"job {name} has no log yet ({desc.status}"
+                             f"{', ' + desc.extra['secondary_status'] if desc.extra.get('secondary_status') else ''})"
+                             f"; try again once it runs")
+        with open(path, errors="replace") as fh:
+            pending = ""
+            while True:
+                chunk = fh.readline()
+                if chunk:
+                    pending += chunk
+                    if pending.endswith("\n"):
+                        yield pending.rstrip("\n")
+                        pending = ""
+                    continue
+                if not follow or self.describe(name).status in TERMINAL:
+                    if pending:
+                        yield pending
+                    return
+                time.sleep(poll_s)
+
+    def size(self, name: str) -> int:
+        self.describe(name)
+        return folder_size(self.layout(name).root)
+
+    def remove(self, name: str) -> int:
+        """Delete a job's folder (the dataset it links to stays); refused while a process of it runs."""
+        import shutil
+
+        desc = self.describe(name)
+        if desc.status not in TERMINAL or self.script_alive(desc):
+            raise ConfigError(f"job {name} is still running; `dogbreed stop {name}` first")
+        freed = folder_size(self.layout(name).root)
+        shutil.rmtree(self.layout(name).root)
+        return freed
+
+    def drop_model(self, name: str, why: str) -> int:
+        """Delete a finished job's model files (model/ and model.tar.gz), keeping its log and metrics."""
+        layout, freed = self.layout(name), 0
+        for path in [*layout.model_dir.rglob("*"), layout.model_tar]:
+            if path.is_file():
+                freed += path.stat().st_size
+                path.unlink()
+        desc = self.describe(name)
+        desc.model_data, desc.extra["model_dropped"] = None, why
+        self._write(desc)
+        return freed
+
+
+def _wait_for(condition, timeout: float, poll_s: float = 0.1) -> bool:
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            return False
+        time.sleep(poll_s)
+    return True
+
+
+def folder_size(root: Path) -> int:
+    """Disk space of `root` (what deleting it frees, as `du` counts it), symlinks not followed:
+    a job links to its dataset."""
+    total = 0
+    for folder, dirs, files in os.walk(root):
+        for f in [*files, *dirs]:
+            try:
+                total += os.lstat(os.path.join(folder, f)).st_blocks * 512
+            except OSError:
+                continue
+    return total
 
 
 def _check_shape(desc: JobDescription) -> None:

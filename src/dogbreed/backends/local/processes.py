@@ -68,40 +68,88 @@ def terminate_group(proc: subprocess.Popen, grace: float = TERM_GRACE_S) -> None
         proc.wait()
 
 
+# What stops a job's process group when its runner gets it: Ctrl-C, `kill`/`dogbreed stop` (SIGTERM),
+# a closed terminal or SSH session (SIGHUP). The job runs in its own session, so without these
+# handlers it would be orphaned and run on.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @dataclass
 class CtrlC:
-    pressed: bool = False  # set by the SIGINT handler of `ctrl_c_stops_group`
+    """What `ctrl_c_stops_group` saw, and the group it stops (`attach` it once it has started)."""
+
+    pressed: bool = False  # set by the handler of `ctrl_c_stops_group`
+    signal_name: str = ""  # SIGINT, SIGTERM or SIGHUP
+    proc: subprocess.Popen | None = None
+    grace: float = TERM_GRACE_S
+
+    def attach(self, proc: subprocess.Popen) -> None:
+        """The group to stop; stopped at once if a signal came while it was starting."""
+        self.proc = proc
+        if self.pressed:
+            self.stop_group()
+
+    def stop_group(self) -> None:
+        """SIGTERM to the group, SIGKILL after `grace` seconds if its leader still runs."""
+        proc = self.proc
+        if proc is None:
+            return
+        kill_group(proc.pid, signal.SIGTERM)
+        escalate = threading.Timer(self.grace, lambda: proc.poll() is None and kill_group(proc.pid, signal.SIGKILL))
+        escalate.daemon = True
+        escalate.start()
 
 
 @contextlib.contextmanager
-def ctrl_c_stops_group(proc: subprocess.Popen, grace: float = TERM_GRACE_S) -> Iterator[CtrlC]:
-    """In the main thread, make Ctrl-C stop the group `proc` leads through a handler instead of
-    a KeyboardInterrupt: Python drops an exception raised while a finalizer (`__del__`) runs,
-    so an unlucky Ctrl-C would be lost and the job would run on. Ctrl-C sends SIGTERM to the
-    group, then SIGKILL after `grace` seconds or at a second Ctrl-C; whoever reads `proc`'s
-    output sees it end. The previous handler is back on exit; `CtrlC.pressed` says whether
-    Ctrl-C was pressed meanwhile. In other threads this changes nothing."""
-    ctrl_c = CtrlC()
+def ctrl_c_stops_group(proc: subprocess.Popen | None = None, grace: float = TERM_GRACE_S) -> Iterator[CtrlC]:
+    """In the main thread, make Ctrl-C (and SIGTERM, SIGHUP: `STOP_SIGNALS`) stop the group `proc`
+    leads through a handler instead of a KeyboardInterrupt: Python drops an exception raised
+    while a finalizer (`__del__`) runs, so an unlucky Ctrl-C would be lost and the job would run
+    on. Ctrl-C sends SIGTERM to the group, then SIGKILL after `grace` seconds or at a second
+    Ctrl-C; whoever reads `proc`'s output sees it end. Enter it before starting the process and
+    `CtrlC.attach` the process, so that no signal falls between the start and the handler. The
+    previous handlers are back on exit; `CtrlC.pressed` says whether one of the signals came
+    meanwhile. In other threads this changes nothing."""
+    ctrl_c = CtrlC(proc=proc, grace=grace)
     if threading.current_thread() is not threading.main_thread():
         yield ctrl_c
         return
 
     def handler(signum, frame):
         if ctrl_c.pressed:
-            kill_group(proc.pid, signal.SIGKILL)
+            if ctrl_c.proc is not None:
+                kill_group(ctrl_c.proc.pid, signal.SIGKILL)
             return
-        ctrl_c.pressed = True
-        kill_group(proc.pid, signal.SIGTERM)
-        escalate = threading.Timer(grace, lambda: proc.poll() is None and kill_group(proc.pid, signal.SIGKILL))
-        escalate.daemon = True
-        escalate.start()
+        ctrl_c.pressed, ctrl_c.signal_name = True, signal.Signals(signum).name
+        ctrl_c.stop_group()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield ctrl_c
     finally:
-        if previous is not None:  # None: the previous handler was not set from Python
-            signal.signal(signal.SIGINT, previous)
+        for sig, before in previous.items():
+            if before is not None:  # None: the previous handler was not set from Python
+                signal.signal(sig, before)
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """In the main thread, SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C does, so that a
+    driver that stops its children on Ctrl-C (the local tuner) does so on `kill` too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            if before is not None:
+                signal.signal(sig, before)
 
 
 def start_detached_worker(module: str, workspace: Workspace, name: str, log_file: Path | None = None) -> int:

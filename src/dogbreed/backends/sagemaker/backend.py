@@ -22,6 +22,10 @@ class SageMakerBackend(Backend):
                                "automatically resumed jobs, or start a new job",
         "resume_tuning": "SageMaker tuning jobs keep running in the cloud when this command stops: follow it "
                          "with `dogbreed --backend sagemaker tune --attach {name}`",
+        "job_size": "SageMaker jobs keep their outputs in S3, not on this machine",
+        "remove_job": "SageMaker keeps job records itself (they cannot be deleted); delete a job's S3 outputs "
+                      "with `aws s3 rm --recursive`",
+        "check_training": "SageMaker jobs are checked by SageMaker when they are created",
     }
 
     def __init__(self, workspace: Workspace, settings=None):
@@ -60,7 +64,34 @@ class SageMakerBackend(Backend):
 
         return download_outputs(self.ctx, name, dest)
 
+    def stop_job(self, name: str) -> JobDescription:
+        from dogbreed.backends.sagemaker.operations import stop_training_job
+
+        stop_training_job(self._sagemaker_api, name, self.ctx.region)
+        return self.describe_job(name)
+
+    def job_logs(self, name: str, follow: bool = False):
+        from dogbreed.backends.base import TERMINAL
+        from dogbreed.backends.sagemaker.logs import log_lines
+
+        self.describe_job(name)  # JobNotFoundError for a name SageMaker does not know
+        return log_lines(self.ctx.boto_session.client("logs"), name, follow=follow,
+                         finished=lambda: self.describe_job(name).status in TERMINAL)
+
     # -- tuning (dogbreed.backends.sagemaker.tuning) -----------------------------------------
+    def stop_tuning(self, name):
+        from dogbreed.backends.sagemaker import tuning
+        from dogbreed.backends.sagemaker.operations import stop_tuning_job
+
+        stop_tuning_job(self._sagemaker_api, name, self.ctx.region)
+        return tuning.describe(self.ctx, name)
+
+    def list_tuning_jobs(self, limit: int = 20):
+        from dogbreed.backends.sagemaker import tuning
+        from dogbreed.backends.sagemaker.operations import tuning_job_names
+
+        return [tuning.describe(self.ctx, n) for n in tuning_job_names(self._sagemaker_api, limit)]
+
     def check_tuning(self, spec):
         from dogbreed.backends.sagemaker import tuning
 

@@ -82,9 +82,11 @@ class AwsContext:
         try:
             session = boto3.Session(profile_name=self.settings.profile, region_name=self.settings.region)
         except botocore.exceptions.ProfileNotFound as exc:
-            raise ConfigError(f"{exc}; create it with `aws configure --profile NAME`, or use --backend local") from None
+            raise ConfigError(f"{exc}; create it with `aws configure --profile {self.settings.profile}`, "
+                              "or use --backend local") from None
         if session.region_name is None:
-            raise ConfigError("no AWS region: set AWS_DEFAULT_REGION, `region` in dogbreed.toml, or pass --region")
+            raise ConfigError("no AWS region: set AWS_REGION or AWS_DEFAULT_REGION, `region` in dogbreed.toml, "
+                              "or pass --region")
         if session.get_credentials() is None:
             raise ConfigError("no AWS credentials found: run `aws configure --profile NAME` (and set AWS_PROFILE), "
                               "or use --backend local")
@@ -103,12 +105,29 @@ class AwsContext:
     def bucket(self) -> str:
         return self.settings.bucket or self.sagemaker_session.default_bucket()
 
-    @property
+    @cached_property
     def role(self) -> str:
-        if not self.settings.role:
+        role = self.settings.role or self.notebook_role()
+        if not role:
             raise ConfigError("no SageMaker execution role: pass --role ARN or set `role` in dogbreed.toml "
                               "(or DOGBREED_ROLE)")
-        return self.settings.role
+        return role
+
+    def notebook_role(self) -> str | None:
+        """The execution role of the SageMaker notebook instance or Studio space this runs in, as
+        the SDK resolves it (`get_execution_role`); None elsewhere. Only where the SDK's notebook
+        metadata file exists: on a laptop, the SDK would return whatever role the user assumed."""
+        import botocore.exceptions
+
+        import_sagemaker()
+        import sagemaker.session
+
+        if not os.path.isfile(sagemaker.session.NOTEBOOK_METADATA_FILE):
+            return None
+        try:
+            return sagemaker.session.get_execution_role(self.sagemaker_session)
+        except (ValueError, botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+            return None
 
     def s3_uri(self, *parts: str) -> str:
         return "s3://" + "/".join([self.bucket, self.settings.prefix.strip("/"), *[p.strip("/") for p in parts]])
