@@ -34,13 +34,15 @@ class SageMakerBackend(Backend):
 
     # -- training jobs ---------------------------------------------------------------------
     def run_training_job(self, spec: TrainingJobSpec, *, wait: bool = True, log=None) -> JobDescription:
-        from dogbreed.backends.sagemaker.debugger import estimator_kwargs
+        from dogbreed.backends.sagemaker.debugger import instrument
 
         training.check_s3_data(spec.data)
         spec = training.with_job_name(spec)
         if log:
             log(training.cost_estimate(self.ctx, spec).line())
-        instrumentation = estimator_kwargs(spec.instrumentation)
+        spec, instrumentation, debugger_line = instrument(self.ctx, spec)
+        if log:
+            log(debugger_line)
         est = training.make_estimator(self.ctx, spec, str(stage_source_dir()), **instrumentation)
         est.fit({"training": spec.data}, wait=False, job_name=spec.job_name)
         name = est.latest_training_job.name
