@@ -11,7 +11,7 @@ stands in, so the loop has no branches for it (nanoGPT's nullcontext habit).
   mode, where no platform monitor runs), when `$DOGBREED_SYSTEM_MONITOR` is set.
 
 In the `client` mode SageMaker writes no hook config: `$DOGBREED_HOOK_CONFIG` carries the
-document (JSON) instead; its `LocalPath` lies under the checkpoint folder, which SageMaker syncs
+document (JSON) instead, with each collection in its own `$DOGBREED_HOOK_COLLECTION_<n>`; its `LocalPath` lies under the checkpoint folder, which SageMaker syncs
 to S3 while the job runs, and the hook writes the end marker when it closes (the platform
 writes it only for its own rule jobs).
 """
@@ -28,6 +28,8 @@ from dogbreed.training import environment as E
 
 STEPS_FILE = "steps.jsonl"
 DOGBREED_HOOK_CONFIG = "DOGBREED_HOOK_CONFIG"  # the debughookconfig.json document, when no file is given
+# ... its collections, one per variable (SageMaker allows 512 characters per environment value)
+DOGBREED_HOOK_COLLECTION = "DOGBREED_HOOK_COLLECTION_"
 DOGBREED_SYSTEM_MONITOR = "DOGBREED_SYSTEM_MONITOR"  # JSON {"dir": profiler dir, "interval_ms": N}
 END_MARKER = "training_job_end.ts"
 
@@ -179,6 +181,9 @@ def _client_hook_config(env) -> tuple[Path, Path] | None:
     import tempfile
 
     doc = json.loads(env[DOGBREED_HOOK_CONFIG])
+    numbered = sorted((int(k.removeprefix(DOGBREED_HOOK_COLLECTION)), json.loads(v)) for k, v in env.items()
+                      if k.startswith(DOGBREED_HOOK_COLLECTION))
+    doc.setdefault("CollectionConfigurations", []).extend(c for _, c in numbered)
     path = Path(tempfile.mkdtemp(prefix="dogbreed-hook-")) / "debughookconfig.json"
     path.write_text(json.dumps({"HookParameters": {}, "S3OutputPath": "", **doc}))
     return path, Path(doc["LocalPath"])

@@ -80,19 +80,22 @@ def instrument(ctx, spec: TrainingJobSpec) -> tuple[TrainingJobSpec, dict, str]:
 def client_environment(i: Instrumentation) -> dict[str, str]:
     """What the script needs to write tensors (and system samples) under the checkpoint folder."""
     from dogbreed.training import environment as E
-    from dogbreed.training.instrumentation import DOGBREED_HOOK_CONFIG, DOGBREED_SYSTEM_MONITOR
+    from dogbreed.training.instrumentation import DOGBREED_HOOK_COLLECTION, DOGBREED_HOOK_CONFIG, DOGBREED_SYSTEM_MONITOR
 
     root = f"{CHECKPOINT_LOCAL_PATH}/{CLIENT_DIR}"
     hook = config.hook_config(f"{root}/tensors", config.collections(i.collection_overrides))
-    doc = {k: hook[k] for k in ("LocalPath", "CollectionConfigurations")}
-    env = {DOGBREED_HOOK_CONFIG: json.dumps(doc, separators=(",", ":"))}
+    env = {DOGBREED_HOOK_CONFIG: json.dumps({"LocalPath": hook["LocalPath"]})}
+    for n, coll in enumerate(hook["CollectionConfigurations"]):
+        env[f"{DOGBREED_HOOK_COLLECTION}{n}"] = json.dumps(coll, separators=(",", ":"))
     if i.profiler:
         env[DOGBREED_SYSTEM_MONITOR] = json.dumps({"dir": f"{root}/profiler", "interval_ms": i.interval_ms},
                                                   separators=(",", ":"))
         env[E.DOGBREED_PROFILE_DIR] = f"{root}/profiler/dogbreed"
-    if len(env[DOGBREED_HOOK_CONFIG]) > ENV_VALUE_MAX:
-        raise ConfigError(f"the client-mode hook config is {len(env[DOGBREED_HOOK_CONFIG])} characters; SageMaker "
-                          f"allows {ENV_VALUE_MAX} per environment value: pass fewer --debug-param settings")
+    too_long = [k for k, v in env.items() if len(v) > ENV_VALUE_MAX]
+    if too_long:
+        raise ConfigError(f"the client-mode hook setting {env[too_long[0]][:60]}... is longer than the "
+                          f"{ENV_VALUE_MAX} characters SageMaker allows per environment value: shorten that "
+                          "--debug-param")
     return env
 
 
