@@ -11,7 +11,8 @@ stands in, so the loop has no branches for it (nanoGPT's nullcontext habit).
   mode, where no platform monitor runs), when `$DOGBREED_SYSTEM_MONITOR` is set.
 
 In the `client` mode SageMaker writes no hook config: `$DOGBREED_HOOK_CONFIG` carries the
-document (JSON) instead, with each collection in its own `$DOGBREED_HOOK_COLLECTION_<n>`; its `LocalPath` lies under the checkpoint folder, which SageMaker syncs
+document (JSON) instead, with each collection in its own `$DOGBREED_HOOK_COLLECTION_<n>`;
+its `LocalPath` lies under the checkpoint folder, which SageMaker syncs
 to S3 while the job runs, and the hook writes the end marker when it closes (the platform
 writes it only for its own rule jobs).
 """

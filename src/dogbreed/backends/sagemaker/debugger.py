@@ -80,7 +80,8 @@ def instrument(ctx, spec: TrainingJobSpec) -> tuple[TrainingJobSpec, dict, str]:
 def client_environment(i: Instrumentation) -> dict[str, str]:
     """What the script needs to write tensors (and system samples) under the checkpoint folder."""
     from dogbreed.training import environment as E
-    from dogbreed.training.instrumentation import DOGBREED_HOOK_COLLECTION, DOGBREED_HOOK_CONFIG, DOGBREED_SYSTEM_MONITOR
+    from dogbreed.training.instrumentation import (DOGBREED_HOOK_COLLECTION, DOGBREED_HOOK_CONFIG,
+                                                   DOGBREED_SYSTEM_MONITOR)
 
     root = f"{CHECKPOINT_LOCAL_PATH}/{CLIENT_DIR}"
     hook = config.hook_config(f"{root}/tensors", config.collections(i.collection_overrides))
