@@ -69,7 +69,7 @@ def _smoothed_ends(steps: list[float]) -> tuple[float, float]:
 
 
 def judge(epochs: list[Epoch], rules: list[dict] | None = None, steps: list[float] | None = None,
-          classes: int | None = None) -> Verdict:
+          classes: int | None = None, gradients_saved: bool | None = None) -> Verdict:
     """The verdict from per-epoch mean losses (and the per-step training losses, for one-epoch
     runs; `classes` for chance accuracy), with context for every parity rule that reported IssuesFound."""
     steps = steps or []
@@ -91,8 +91,10 @@ def judge(epochs: list[Epoch], rules: list[dict] | None = None, steps: list[floa
                                 f" lower the learning rate (seen by {_seen(fired, 'LossNotDecreasing')})")
     if -change < MIN_DROP:
         seen = _seen(fired, "LossNotDecreasing", "VanishingGradient")
+        why = ("no gradient was saved at all: every parameter is frozen" if gradients_saved is False
+               else "is the learning rate 0, or every layer frozen?")
         return Verdict(PROBLEM, f"NOT LEARNING: training loss {start:.4g} -> {end:.4g} over {over} ({change:+.1%}); "
-                                f"is the learning rate 0, or every layer frozen? (seen by {seen})")
+                                f"{why} (seen by {seen})")
     valid = [e.valid for e in epochs if e.valid is not None]
     accs = [e.valid_acc for e in epochs if e.valid_acc is not None]
     never_improved = len(valid) >= 2 and min(valid[1:]) >= valid[0] * (1 - MIN_DROP)
@@ -145,6 +147,13 @@ def _explain(fired: dict, epochs: list[Epoch], start: float, end: float) -> list
 
 
 # -- inputs from a job folder ------------------------------------------------------------------
+def gradients_saved(trial_dir: Path) -> bool:
+    """Whether the hook saved any gradient (none at all: nothing was trainable)."""
+    from smdebug.trials import create_trial
+
+    return bool(create_trial(str(trial_dir)).tensor_names(collection="gradients"))
+
+
 def epochs_from_trial(trial_dir: Path) -> tuple[list[Epoch], list[float]]:
     """Per-epoch mean losses from the debugger tensors (a TRAIN phase and the EVAL phase after
     it make one epoch) and the per-step training losses. A last EVAL phase longer than the
@@ -196,12 +205,13 @@ def judge_job(job_dir: Path | None, rules: list[dict] | None, metric_series: dic
     epoch metrics parsed from the log (`metric_series`)."""
     epochs: list[Epoch] = []
     steps: list[float] = []
-    note, classes = "", None
+    note, classes, grads = "", None, None
     if job_dir is not None:
         tensors = job_dir / "output" / "tensors"
         if (tensors / "collections").is_dir():
             try:
                 epochs, steps = epochs_from_trial(tensors)
+                grads = gradients_saved(tensors)
             except Exception as exc:  # a damaged or half-synced trial: fall back to the metrics
                 note = f"debugger tensors unreadable ({type(exc).__name__}: {exc})"
         metrics = job_dir / "output" / "data" / "metrics.json"
@@ -215,7 +225,7 @@ def judge_job(job_dir: Path | None, rules: list[dict] | None, metric_series: dic
     if not epochs and metric_series and metric_series.get("train_loss"):
         valid = metric_series.get("valid_loss") or []
         epochs = [Epoch(t, valid[i] if i < len(valid) else None) for i, t in enumerate(metric_series["train_loss"])]
-    verdict = judge(epochs, rules, steps, classes)
+    verdict = judge(epochs, rules, steps, classes, grads)
     if note:
         verdict.context.append(note)
     return verdict

@@ -88,15 +88,16 @@ def _remember_instrumentation(session: Session, name: str, i: Instrumentation) -
     session.workspace.update(**{INSTRUMENTED: dict(list(known.items())[-KEEP_INSTRUMENTED:])})
 
 
-def assess(session: Session, backend, job: JobDescription) -> JobDescription:
+def assess(session: Session, backend, job: JobDescription, job_dir=None) -> JobDescription:
     """Put the verdict in `job.extra["verdict"]`. When the backend reported no rule statuses
     but the job's outputs hold debugger tensors (SageMaker client mode), evaluate the rules
-    here first, on a copy in the workspace cache. Never raises for unreadable outputs."""
+    here first, on a copy of the outputs (`job_dir`, default: fetched into the workspace
+    cache). Never raises for unreadable outputs."""
     from dogbreed.rules import runner, verdict
 
     known = (session.workspace.get(INSTRUMENTED) or {}).get(job.name) or {}
     try:
-        job_dir = backend.job_outputs(job.name, session.workspace.cache_dir / "jobs" / job.name)
+        job_dir = job_dir or backend.job_outputs(job.name, session.workspace.cache_dir / "jobs" / job.name)
     except Exception as exc:  # S3 unreachable, a vanished job folder: say so, keep the rest
         job.extra["verdict"] = verdict.Verdict(verdict.UNKNOWN, f"no verdict: could not read the job's outputs "
                                                                 f"({type(exc).__name__}: {exc})").to_dict()
