@@ -28,13 +28,17 @@ SMALL = ["-H", "workers=0", "-H", "seed=0", "-H", "patience=0", "--no-profiler",
          "--debug-param", "weights.eval.save_interval=1000", "--debug-param", "biases.eval.save_interval=1000"]
 # name -> (expected: "healthy" | the problem's headline word, dataset, flags)
 CASES = {
-    "demo (frozen backbone)": ("healthy", "demo", [*DEMO_MODEL, "--lr", "0.003", "--batch-size", "16", "--epochs", "8"]),
-    "README smoke 1 (--freeze none)": ("healthy", "demo", ["--arch", "resnet18", "--weights", "none", "--image-size", "64",
-                                                          "--freeze", "none", "--epochs", "6", "--lr", "0.003"]),
+    "demo (frozen backbone)": ("healthy", "demo", [*DEMO_MODEL, "--lr", "0.003", "--batch-size", "16",
+                                                   "--epochs", "8"]),
+    "README smoke 1 (--freeze none)": ("healthy", "demo", [
+        "--arch", "resnet18", "--weights", "none", "--image-size", "64", "--freeze", "none", "--epochs", "6",
+        "--lr", "0.003"]),
     "README smoke 2 (--freeze none, debugger)": ("healthy", "demo", [
         "--arch", "resnet18", "--weights", "none", "--image-size", "48", "--freeze", "none", "--batch-size", "16",
         "--epochs", "3"]),
     "lr-zero": ("NOT LEARNING", "demo", [*DEMO_MODEL, "--lr", "0", "--batch-size", "16", "--epochs", "4"]),
+    "all-frozen (head too)": ("NOT LEARNING", "demo", ["--arch", "resnet18", "--weights", "none", "--image-size", "48",
+                                                       "--freeze", "all", "--batch-size", "16", "--epochs", "3"]),
     "lr-diverges": ("DIVERGING", "demo", ["--arch", "resnet18", "--weights", "none", "--image-size", "48",
                                           "--freeze", "none", "--lr", "50", "--batch-size", "16", "--epochs", "3"]),
     "shuffled-labels": ("MEMORISING", "shuffled", ["--arch", "resnet18", "--weights", "none", "--image-size", "48",
@@ -93,7 +97,8 @@ def main(argv=None) -> int:
         rows.append((name, expected, headline, ", ".join(row["fired"]) or "-", f"{row['seconds']:.0f}",
                      "yes" if ok else "NO"))
         print(f"[{name}] {headline}", file=sys.stderr, flush=True)
-    print("| case | expected | verdict (headline printed by `dogbreed train`) | parity rules IssuesFound | s | as expected |")
+    print("| case | expected | verdict (headline printed by `dogbreed train`) | parity rules IssuesFound | s "
+          "| as expected |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(str(c).replace("|", "/") for c in r) + " |")

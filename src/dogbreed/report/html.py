@@ -11,7 +11,7 @@ from pathlib import Path
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.9em}
-th{background:#f3f3f3}.IssuesFound,.bad{color:#b00;font-weight:600}.NoIssuesFound,.ok{color:#070}.Error{color:#a60}
+th{background:#f3f3f3}.IssuesFound,.bad{color:#b00;font-weight:600}.NoIssuesFound,.ok{color:#070}.Error,.caution{color:#a60}
 img{max-width:100%}.note{color:#666;font-size:.9em}"""
 
 
@@ -49,7 +49,7 @@ def verdict_block(verdict: dict | None) -> str:
     """The headline a person acts on, above the SageMaker-parity rule statuses."""
     if not verdict:
         return ""
-    cls = {"problem": "bad", "ok": "ok"}.get(verdict.get("level"), "")
+    cls = {"problem": "bad", "ok": "ok", "caution": "caution"}.get(verdict.get("level"), "")
     items = "".join(f"<li>{esc(c)}</li>" for c in verdict.get("context") or [])
     head = f"<p class='{cls}'><b>Verdict:</b> {esc(verdict.get('headline'))}</p>"
     return head + (f"<ul>{items}</ul>" if items else "")

@@ -128,15 +128,13 @@ class LiveRules(threading.Thread):
         self.seen: dict[str, tuple[str, str]] = {}
 
     def run(self) -> None:
-        from dogbreed.errors import DogbreedError
-
         while not self.stop_event.wait(self.poll_s):
             try:
                 job = self.backend.describe_job(self.name)
                 if job.status in TERMINAL:
                     return
                 rules = job.extra.get("rules") or assess(self.session, self.backend, job).extra.get("rules") or []
-            except (DogbreedError, OSError):  # not created yet, or outputs not readable yet: next round
+            except Exception:  # not created yet, S3 throttled...: a monitor never stops the job; next round
                 continue
             for r in rules:
                 key = (r.get("RuleEvaluationStatus", ""), r.get("StatusDetails", ""))
