@@ -70,6 +70,7 @@ def echo_rules(job) -> None:
 @click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Data-parallel processes (local: torchrun on this machine; SageMaker: instances).")
 @click.option("--debugger", "debugger_mode", type=click.Choice(DEBUGGER_MODES), default="auto", show_default=True,
+              is_flag=False, flag_value="auto",
               help="Save tensors with the smdebug hook and evaluate LossNotDecreasing, Overfit, VanishingGradient: "
                    "cloud = SageMaker's rule jobs; client = tensors synced to S3, rules evaluated by dogbreed; "
                    "auto = cloud where the region has Debugger rule images, else client; off = no hook. "
