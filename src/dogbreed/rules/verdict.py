@@ -79,7 +79,7 @@ def judge(epochs: list[Epoch], rules: list[dict] | None = None, steps: list[floa
         return Verdict(UNKNOWN, "no verdict: no loss values were recorded (debugger off, or the job saved none yet)")
     if not _finite(losses):
         return Verdict(PROBLEM, "DIVERGING: the loss became NaN/inf; lower the learning rate "
-                                f"(seen by {_seen(fired, 'ExplodingTensor', 'LossNotDecreasing')})")
+                                f"(seen by {_seen(fired, 'LossNotDecreasing', 'ExplodingTensor')})")
     if len(epochs) >= 2:
         start, end, over = epochs[0].train, epochs[-1].train, f"{len(epochs)} epochs"
     else:
