@@ -27,6 +27,8 @@ def test_healthy_run_with_parity_alarms_reads_healthy_and_explains_them():
 @pytest.mark.parametrize("epochs, steps, word, rule", [
     ([Epoch(1.61, 1.61), Epoch(1.609, 1.61), Epoch(1.61, 1.61)], None, "NOT LEARNING", "LossNotDecreasing"),
     ([Epoch(1.6, 1.7), Epoch(9.0, 40.0)], None, "DIVERGING", "LossNotDecreasing"),
+    # a blow-up inside the first epoch: epoch means fall (900 -> 30), the first steps were at 1.6
+    ([Epoch(900.0, 50.0), Epoch(30.0, 40.0)], [1.6, 1.7, 1.6, 5e3, 2e3, 40.0, 30.0], "DIVERGING", "LossNotDecreasing"),
     ([Epoch(1.6, float("nan"))], None, "DIVERGING", "LossNotDecreasing"),
     ([Epoch(1.6, 1.61, 0.2), Epoch(1.2, 1.7, 0.25), Epoch(0.6, 2.0, 0.2)], None, "MEMORISING", "Overfit"),
     ([], [1.6, 1.61, 1.6, 1.59, 1.6, 1.61, 1.6, 1.6, 1.61, 1.6], "NOT LEARNING", "LossNotDecreasing"),
