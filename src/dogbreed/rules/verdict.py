@@ -9,8 +9,8 @@ parity rule raised ("per-batch noise", "first evaluation, before batch-norm sett
 
 Problems, first match wins:
 - DIVERGING: a loss is NaN/inf, or the last epoch's training loss is more than `RISE` above the
-  first steps' (an epoch's mean hides a blow-up inside it), or above `WORSE_THAN_CHANCE` x the
-  loss of guessing, ln(classes) (LossNotDecreasing).
+  first step's (the untrained model's; an epoch's mean hides a blow-up inside it), or above
+  `WORSE_THAN_CHANCE` x the loss of guessing, ln(classes) (LossNotDecreasing).
 - NOT LEARNING: the training loss fell by less than `MIN_DROP` (LossNotDecreasing).
 - MEMORISING: the training loss fell, the validation loss never improved, and validation
   accuracy stays near chance (when accuracies are known), else the validation loss ends more
@@ -29,7 +29,6 @@ from pathlib import Path
 
 RISE = 0.20  # the training loss ends 20% above where it started
 WORSE_THAN_CHANCE = 1.5
-FIRST_STEPS = 3  # "where it started": the mean of the first steps' losses
 MIN_DROP = 0.03  # ... or less than 3% below it
 GAP = 0.25  # memorising without accuracies: final validation loss 25% above the final training loss
 NEAR_CHANCE = 2.0  # memorising: best validation accuracy at most twice chance (1 / classes)
@@ -90,13 +89,13 @@ def judge(epochs: list[Epoch], rules: list[dict] | None = None, steps: list[floa
         start, end = _smoothed_ends(steps) if steps else (epochs[0].train, epochs[0].train)
         over = f"{len(steps)} steps (smoothed)"
     change = (end - start) / abs(start) if start else 0.0
-    origin = sum(steps[:FIRST_STEPS]) / len(steps[:FIRST_STEPS]) if steps else start
+    origin = steps[0] if steps else start  # the loss before the first update
     rise = (end - origin) / abs(origin) if origin else 0.0
     chance = math.log(classes) if classes and classes > 1 else None
     if rise > RISE or (chance and end > WORSE_THAN_CHANCE * chance):
         versus = f" (guessing scores {chance:.3g})" if chance else ""
         seen = _seen(fired, "LossNotDecreasing")
-        return Verdict(PROBLEM, f"DIVERGING: training loss went from {origin:.4g} (first steps) to {end:.4g} over "
+        return Verdict(PROBLEM, f"DIVERGING: training loss went from {origin:.4g} (first step) to {end:.4g} over "
                                 f"{over}{versus}; lower the learning rate (seen by {seen})")
     if -change < MIN_DROP:
         seen = _seen(fired, "LossNotDecreasing", "VanishingGradient")
