@@ -30,7 +30,8 @@ def test_healthy_run_with_parity_alarms_reads_healthy_and_explains_them():
     # a blow-up inside the first epoch: epoch means fall (900 -> 30), the first steps were at 1.6
     ([Epoch(900.0, 50.0), Epoch(30.0, 40.0)], [1.6, 1.7, 1.6, 5e3, 2e3, 40.0, 30.0], "DIVERGING", "LossNotDecreasing"),
     ([Epoch(1.6, float("nan"))], None, "DIVERGING", "LossNotDecreasing"),
-    ([Epoch(1.6, 1.61, 0.2), Epoch(1.2, 1.7, 0.25), Epoch(0.6, 2.0, 0.2)], None, "MEMORISING", "Overfit"),
+    ([Epoch(1.6, 1.61, 0.2, 0.3), Epoch(1.2, 1.7, 0.25, 0.6), Epoch(0.6, 2.0, 0.2, 0.9)], None, "MEMORISING",
+     "Overfit"),
     ([], [1.6, 1.61, 1.6, 1.59, 1.6, 1.61, 1.6, 1.6, 1.61, 1.6], "NOT LEARNING", "LossNotDecreasing"),
 ])
 def test_broken_trends_name_the_problem_and_the_rule(epochs, steps, word, rule):
@@ -44,6 +45,17 @@ def test_memorising_needs_chance_level_accuracy_when_accuracies_are_known():
     v = judge([Epoch(1.22, 0.567, 0.95), Epoch(0.51, 0.546, 0.8), Epoch(0.54, 1.663, 0.6)], [], classes=5)
     assert v.level == "caution" and v.headline.startswith("HEALTHY")
     assert "3.0x its best" in v.context[0] and "epoch 2's" in v.context[0]
+
+
+def test_labels_without_signal_read_at_chance():
+    # shuffled labels at small scale: the training loss falls from a batch-norm-inflated start, accuracy stays at chance
+    epochs = [Epoch(2.08, 88.5, 0.2, 0.23), Epoch(1.75, 9.66, 0.14, 0.21), Epoch(1.64, 2.6, 0.14, 0.2),
+              Epoch(1.62, 1.66, 0.2, 0.2)]
+    v = judge(epochs, [], classes=5)
+    assert v.headline.startswith("AT CHANCE: validation accuracy never rose above chance (best 20%, guessing 20%)")
+    assert "seen by Overfit on the epoch trend" in v.headline
+    memorised = [Epoch(1.6, 1.61, 0.2, 0.3), Epoch(1.2, 1.7, 0.25, 0.6), Epoch(0.6, 2.0, 0.2, 0.9)]
+    assert judge(memorised, [], classes=5).headline.startswith("MEMORISING")
 
 
 def test_no_losses_no_verdict():

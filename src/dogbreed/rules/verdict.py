@@ -15,6 +15,8 @@ Problems, first match wins:
 - MEMORISING: the training loss fell, the validation loss never improved, and validation
   accuracy stays near chance (when accuracies are known), else the validation loss ends more
   than `GAP` above the training loss (Overfit).
+- AT CHANCE: (accuracies known) validation accuracy never rose above `NEAR_CHANCE` x chance
+  over 3+ epochs, and training accuracy did not either: the labels carry no signal it found.
 A healthy run whose validation loss ends far above its best gets a caution (the saved model
 is the best epoch's).
 """
@@ -41,6 +43,7 @@ class Epoch:
     train: float
     valid: float | None = None
     valid_acc: float | None = None
+    train_acc: float | None = None
 
 
 @dataclass
@@ -110,6 +113,15 @@ def judge(epochs: list[Epoch], rules: list[dict] | None = None, steps: list[floa
         chance_level = max(accs) <= NEAR_CHANCE / classes
     else:
         chance_level = bool(valid) and valid[-1] > end * (1 + GAP)
+    train_accs = [e.train_acc for e in epochs if e.train_acc is not None]
+    if classes and len(accs) >= 3 and max(accs) <= NEAR_CHANCE / classes:
+        if train_accs and train_accs[-1] >= max(accs) + 0.2:
+            never_improved = chance_level = True  # memorising: the training images, not the breeds
+        else:
+            return Verdict(PROBLEM, f"AT CHANCE: validation accuracy never rose above chance (best {max(accs):.0%}, "
+                                    f"guessing {1 / classes:.0%}) and training accuracy ended at "
+                                    f"{(train_accs or [0.0])[-1]:.0%}: do the labels match the images? "
+                                    f"(seen by {_seen(fired, 'Overfit', 'LossNotDecreasing')})")
     if never_improved and chance_level:
         return Verdict(PROBLEM, f"MEMORISING: training loss fell {start:.4g} -> {end:.4g} but validation loss did not "
                                 f"({valid[0]:.4g} -> {valid[-1]:.4g}); the model learns the training images, not the "
@@ -203,7 +215,7 @@ def epochs_from_history(history: list[dict]) -> list[Epoch]:
     def num(h, key):
         return float(h[key]) if h.get(key) is not None else None
 
-    return [Epoch(float(h["train_loss"]), num(h, "valid_loss"), num(h, "valid_acc"))
+    return [Epoch(float(h["train_loss"]), num(h, "valid_loss"), num(h, "valid_acc"), num(h, "train_acc"))
             for h in history if h.get("train_loss") is not None]
 
 
