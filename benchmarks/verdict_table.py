@@ -26,7 +26,7 @@ DEMO_MODEL = ["--arch", "resnet18", "--weights", "none", "--image-size", "64", "
 SMALL = ["-H", "workers=0", "-H", "seed=0", "-H", "patience=0", "--no-profiler",
          # weights every eval step would write ~45 MB per step for resnet18
          "--debug-param", "weights.eval.save_interval=1000", "--debug-param", "biases.eval.save_interval=1000"]
-# name -> (expected: "healthy" | the problem's headline word, dataset, flags)
+# name -> (expected: "healthy" | the problem's headline word(s), "A or B", dataset, flags)
 CASES = {
     "demo (frozen backbone)": ("healthy", "demo", [*DEMO_MODEL, "--lr", "0.003", "--batch-size", "16",
                                                    "--epochs", "8"]),
@@ -41,11 +41,12 @@ CASES = {
                                                        "--freeze", "all", "--batch-size", "16", "--epochs", "3"]),
     "lr-diverges": ("DIVERGING", "demo", ["--arch", "resnet18", "--weights", "none", "--image-size", "48",
                                           "--freeze", "none", "--lr", "50", "--batch-size", "16", "--epochs", "3"]),
-    "shuffled-labels": ("MEMORISING", "shuffled", ["--arch", "resnet18", "--weights", "none", "--image-size", "48",
-                                                   "--freeze", "none", "--lr", "0.003", "--batch-size", "16",
-                                                   "--epochs", "8"]),
+    # memorising needs more epochs than this small run: the model may only reach "labels without signal"
+    "shuffled-labels": ("MEMORISING or AT CHANCE", "shuffled", [
+        "--arch", "resnet18", "--weights", "none", "--image-size", "48", "--freeze", "none", "--lr", "0.003",
+        "--batch-size", "16", "--epochs", "8"]),
 }
-ALARM = ("NOT LEARNING", "DIVERGING", "MEMORISING")
+ALARM = ("NOT LEARNING", "DIVERGING", "MEMORISING", "AT CHANCE")
 
 
 def datasets(root: Path) -> dict[str, Path]:
@@ -92,7 +93,8 @@ def main(argv=None) -> int:
         expected, data, flags = CASES[name]
         row = run_case(name, sets[data], flags, root / "ws")
         headline = row["verdict"]
-        ok = (not headline.startswith(ALARM)) if expected == "healthy" else headline.startswith(expected)
+        ok = (not headline.startswith(ALARM)) if expected == "healthy" else \
+            headline.startswith(tuple(expected.split(" or ")))
         failures += not ok
         rows.append((name, expected, headline, ", ".join(row["fired"]) or "-", f"{row['seconds']:.0f}",
                      "yes" if ok else "NO"))
