@@ -161,3 +161,25 @@ def test_submodules_are_hooked_only_when_a_collection_saves_their_tensors(tmp_pa
         assert trial.tensor_names(collection="weights") == ["Sequential_0.weight", "Sequential_2.weight"]
         if name == "relu":
             assert "1_output_0" in trial.tensor_names(collection="relu")
+
+
+def test_client_mode_system_monitor_writes_samples_and_the_end_marker(tmp_path):
+    import time
+
+    env = {"DOGBREED_SYSTEM_MONITOR": json.dumps({"dir": str(tmp_path / "profiler"), "interval_ms": 100})}
+    instr = I.make_instrumentation(args(debugger=False), env)
+    assert isinstance(instr, I.SystemMonitor)
+    time.sleep(0.5)
+    instr.close()
+    rows = [json.loads(x) for f in (tmp_path / "profiler" / "system").rglob("*.algo-1.json")
+            for x in f.read_text().splitlines()]
+    assert {"cpu0", "MemoryUsedPercent"} <= {r["Name"] for r in rows}
+    assert (tmp_path / "profiler" / "system" / "training_job_end.ts").is_file()
+
+
+def test_unusable_client_settings_train_on_without_them(tmp_path, capsys):
+    env = {"DOGBREED_HOOK_CONFIG": "{not json", "SAGEMAKER_BASE_DIR": str(tmp_path),
+           "DOGBREED_SYSTEM_MONITOR": "[]"}
+    assert type(I.make_instrumentation(args(), env)) is I.NullInstrumentation
+    err = capsys.readouterr().err
+    assert "DOGBREED_HOOK_CONFIG is not a usable hook config" in err and "no system metrics" in err

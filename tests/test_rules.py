@@ -55,14 +55,16 @@ CASES = {
     # eval losses are not train losses: a flat EVAL series does not make TRAIN look flat
     "LossNotDecreasing-mode": ("LossNotDecreasing", {"mode": "EVAL"},
                                losses(TRAIN, [1.0 * 0.9 ** i for i in range(12)]) + losses(EVAL, [2.0] * 12),
-                               losses(TRAIN, [1.0 * 0.9 ** i for i in range(12)]) + losses(EVAL, [2.0 * 0.9 ** i for i in range(12)])),
+                               losses(TRAIN, [1.0 * 0.9 ** i for i in range(12)])
+                               + losses(EVAL, [2.0 * 0.9 ** i for i in range(12)])),
     "Overfit": ("Overfit", {}, losses(TRAIN, [0.5] * 5) + losses(EVAL, [1.0] * 3),
                 losses(TRAIN, [0.5] * 5) + losses(EVAL, [0.52] * 3)),
     "Overfit-patience": ("Overfit", {"patience": 3}, losses(TRAIN, [0.5] * 5) + losses(EVAL, [1.0] * 3),
                          losses(TRAIN, [0.5] * 5) + losses(EVAL, [1.0] * 2)),
     "VanishingGradient": ("VanishingGradient", {},
-                          [(TRAIN, {"gradient/fc.weight": np.full(8, 1e-9)}), (TRAIN, {"gradient/fc.weight": np.full(8, 1e-9)})],
-                          [(TRAIN, {"gradient/fc.weight": np.full(8, 1e-3)}), (TRAIN, {"gradient/fc.weight": np.full(8, -1e-3)})]),
+                          [(TRAIN, {"gradient/fc.weight": np.full(8, 1e-9)})] * 2,
+                          [(TRAIN, {"gradient/fc.weight": np.full(8, 1e-3)}),
+                           (TRAIN, {"gradient/fc.weight": np.full(8, -1e-3)})]),
     "ExplodingTensor": ("ExplodingTensor", {}, [(TRAIN, {"gradient/fc.weight": np.array([1.0, np.inf])})],
                         [(TRAIN, {"gradient/fc.weight": np.array([1.0, 2.0])})]),
 }

@@ -1,6 +1,6 @@
 """A local `dogbreed train --from-best` with the debugger hook, rules and profiler, for real:
-tensors smdebug reads, rule statuses, a profiler summary, the HTML report; and a run whose
-learning rate is far too high makes LossNotDecreasing report IssuesFound."""
+tensors smdebug reads, rule statuses, a profiler summary, the HTML report; and the verdict
+headline on healthy and broken runs (lr far too high, lr 0, every parameter frozen)."""
 
 from __future__ import annotations
 
@@ -81,17 +81,47 @@ def test_from_best_with_debugger_rules_profiler_and_report(cli, workspace, sampl
         assert section in html, section
     assert html.count("data:image/png;base64") == 4
     assert "http://" not in html and "https://" not in html  # opens offline
-    assert {p.name for p in report.parent.glob("*.png")} == {"losses.png", "system.png", "step_times.png", "confusion.png"}
+    pngs = {p.name for p in report.parent.glob("*.png")}
+    assert pngs == {"losses.png", "system.png", "step_times.png", "confusion.png"}
 
 
 def test_learning_rate_far_too_high_is_caught(cli, workspace, sample_data):
-    # batch 8: 10 steps per epoch, so 2 epochs give the rule a check at step 10 and at step 20
+    # batch 8: 10 steps per epoch
     r = cli("train", "--data", sample_data, "--epochs", 2, "--lr", 50, *TINY, "--batch-size", 8, "--no-profiler",
             "--debug-param", "gradients.train.save_interval=1000", "--debug-param", "weights.train.save_interval=1000")
     assert r.exit_code == 0, r.output
+    verdict = next(line for line in r.output.splitlines() if line.startswith("verdict:"))
+    assert verdict.startswith("verdict: DIVERGING") and "LossNotDecreasing" in verdict, r.output
     _, job_dir, _ = job_of(workspace)
-    assert rule_statuses(job_dir)["LossNotDecreasing"] == "IssuesFound"
-    assert "LossNotDecreasing    IssuesFound" in r.output
+    assert set(rule_statuses(job_dir)) == {"LossNotDecreasing", "Overfit", "VanishingGradient"}
+
+
+FAST = ["--arch", "resnet18", "--weights", "none", "--image-size", 32, "--batch-size", 16, "--epochs", 2,
+        "-H", "workers=0", "-H", "mixed-precision=off", "-H", "seed=0", "-H", "patience=0", "--no-profiler",
+        "--debug-param", "weights.eval.save_interval=1000", "--debug-param", "biases.eval.save_interval=1000"]
+
+
+@pytest.mark.parametrize("flags, headline", [
+    (["--freeze", "head", "--lr", 0], "NOT LEARNING"),
+    (["--freeze", "all"], "NOT LEARNING"),
+])
+def test_a_model_that_cannot_learn_is_named(cli, workspace, sample_data, flags, headline):
+    r = cli("train", "--data", sample_data, *FAST, *flags)
+    assert r.exit_code == 0, r.output
+    verdict = next(line for line in r.output.splitlines() if line.startswith("verdict:"))
+    assert verdict.startswith(f"verdict: {headline}") and "LossNotDecreasing" in verdict, r.output
+    r = cli("train", "--status")
+    assert r.exit_code == 0 and f"verdict: {headline}" in r.output
+
+
+def test_healthy_frozen_backbone_run_does_not_alarm(cli, workspace, sample_data):
+    r = cli("train", "--data", sample_data, *FAST, "--freeze", "head", "--lr", 0.003, "--epochs", 4)
+    assert r.exit_code == 0, r.output
+    verdict = next(line for line in r.output.splitlines() if line.startswith("verdict:"))
+    assert verdict.startswith("verdict: HEALTHY"), r.output
+    r = cli("report")
+    assert r.exit_code == 0, r.output
+    assert "Verdict:</b> HEALTHY" in Path(r.output.strip().splitlines()[-1]).read_text()
 
 
 def test_bad_input_is_one_line(cli, workspace, sample_data):
@@ -101,5 +131,9 @@ def test_bad_input_is_one_line(cli, workspace, sample_data):
     assert r.exit_code == 1 and "unknown rule 'Bogus'" in r.output
     r = cli("train", "--data", sample_data, "--debug-param", "weights=5")
     assert r.exit_code == 1 and "COLLECTION.KEY=VALUE" in r.output
+    r = cli("train", "--data", sample_data, "--debugger", "maybe")
+    assert r.exit_code == 2 and "Invalid value for '--debugger'" in r.output
+    r = cli("train", "--data", sample_data, "--rule-param", "LossNotDecreasing.num_steps=ten")
+    assert r.exit_code == 1 and "num_steps must be an integer" in r.output
     r = cli("report", "no-such-job")
     assert r.exit_code == 1 and "no training or tuning job named 'no-such-job'" in r.output

@@ -95,7 +95,8 @@ def test_report_downloads_outputs_from_s3(cli, workspace, sagemaker_training, tm
             s3.upload_file(str(f), BUCKET, f"{root}/debug-output/{f.relative_to(trial)}")
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        data = json.dumps({"best_epoch": 2, "test": {"loss": 0.7, "top1": 0.8, "top5": 1.0, "classes": ["001.A", "002.B"],
+        data = json.dumps({"best_epoch": 2, "test": {"loss": 0.7, "top1": 0.8, "top5": 1.0,
+                                                     "classes": ["001.A", "002.B"],
                                                      "confusion_matrix": [[3, 1], [0, 4]],
                                                      "per_breed_accuracy": {"001.A": 0.75, "002.B": 1.0}}}).encode()
         info = tarfile.TarInfo("metrics.json")

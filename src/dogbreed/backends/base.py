@@ -45,6 +45,10 @@ class Instrumentation:
     its own form (local: config files + rule threads; SageMaker: the request's Debug*/Profiler* fields)."""
 
     debugger: bool = True
+    # where the rules run (rules.config.DEBUGGER_MODES but "off", which is debugger=False): local
+    # jobs always evaluate them on this machine; SageMaker: "cloud" rule jobs, "client" (the
+    # hook's tensors synced to S3, judged by dogbreed) or "auto" (cloud where the region has them)
+    debugger_mode: str = "auto"
     profiler: bool = True
     collection_overrides: tuple[str, ...] = ()  # "COLLECTION.KEY=VALUE"
     rule_params: dict[str, dict[str, str]] = field(default_factory=dict)  # rule -> {param: value}

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 def training_report(job_dir: Path, out_dir: Path, *, name: str, status: str = "", hyperparameters=None,
-                    rules=None) -> Path:
+                    rules=None, verdict: dict | None = None) -> Path:
     from dogbreed.report import charts, html
     from dogbreed.report.data import load_training
 
@@ -20,13 +20,13 @@ def training_report(job_dir: Path, out_dir: Path, *, name: str, status: str = ""
                       workers=(hyperparameters or {}).get("workers"))
     out_dir.mkdir(parents=True, exist_ok=True)
     test = d.metrics.get("test") or {}
-    figs = {"losses": charts.loss_curves(d.losses, out_dir / "losses.png"),
+    figs = {"losses": charts.loss_curves(d.losses, out_dir / "losses.png", charts.rule_marks(d.rules)),
             "system": charts.system_usage(d.snapshots, out_dir / "system.png"),
             "steps": charts.step_times(d.steps, out_dir / "step_times.png"),
             "confusion": charts.confusion(test.get("confusion_matrix"), test.get("classes", []),
                                           out_dir / "confusion.png")}
     path = out_dir / "report.html"
-    atomic_write_text(path, html.training_page(d, figs))
+    atomic_write_text(path, html.training_page(d, figs, verdict))
     return path
 
 

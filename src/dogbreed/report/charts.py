@@ -28,7 +28,18 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def loss_curves(losses: dict, path: Path) -> Path | None:
+def rule_marks(rules: list[dict]) -> list[tuple[str, int, str]]:
+    """(curve "train"/"eval", mode step, rule) for each rule that fired where it says (`FiredAt`)."""
+    out = []
+    for r in rules or []:
+        at = r.get("FiredAt")
+        if r.get("RuleEvaluationStatus") == "IssuesFound" and at and str(at[0]).upper() in ("TRAIN", "EVAL"):
+            out.append((str(at[0]).lower(), int(at[1]), r.get("RuleConfigurationName", "")))
+    return out
+
+
+def loss_curves(losses: dict, path: Path, marks: list[tuple[str, int, str]] = ()) -> Path | None:
+    """TRAIN and EVAL loss per step; a dashed red line where each rule fired, labelled with its name."""
     if not any(losses.values()):
         return None
     plt = _plt()
@@ -37,6 +48,10 @@ def loss_curves(losses: dict, path: Path) -> Path | None:
         pts = losses.get(label) or []
         if pts:
             ax.plot([s for s, _ in pts], [v for _, v in pts], marker="." if len(pts) < 60 else None)
+        for i, (curve, step, rule) in enumerate(m for m in marks if m[0] == label):
+            ax.axvline(step, color="#b00", linestyle="--", linewidth=1)
+            ax.annotate(f"{rule} fired", xy=(step, 1 - 0.08 * (i + 1)), xycoords=("data", "axes fraction"),
+                        color="#b00", fontsize=8, ha="left")
         ax.set_title(f"{label.upper()} loss (CrossEntropyLoss_output_0)")
         ax.set_xlabel(f"{label} step")
         ax.set_ylabel("loss")

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.9em}
-th{background:#f3f3f3}.IssuesFound,.bad{color:#b00;font-weight:600}.NoIssuesFound,.ok{color:#070}.Error{color:#a60}
+th{background:#f3f3f3}.IssuesFound,.bad{color:#b00;font-weight:600}.NoIssuesFound,.ok{color:#070}.Error,.caution{color:#a60}
 img{max-width:100%}.note{color:#666;font-size:.9em}"""
 
 
@@ -49,7 +49,17 @@ def page(title: str, sections: list[tuple[str, str]]) -> str:
             f"by dogbreed report</p>{body}</body></html>")
 
 
-def training_page(d, figs: dict[str, Path | None]) -> str:
+def verdict_block(verdict: dict | None) -> str:
+    """The headline a person acts on, above the SageMaker-parity rule statuses."""
+    if not verdict:
+        return ""
+    cls = {"problem": "bad", "ok": "ok", "caution": "caution"}.get(verdict.get("level"), "")
+    items = "".join(f"<li>{esc(c)}</li>" for c in verdict.get("context") or [])
+    head = f"<p class='{cls}'><b>Verdict:</b> {esc(verdict.get('headline'))}</p>"
+    return head + (f"<ul>{items}</ul>" if items else "")
+
+
+def training_page(d, figs: dict[str, Path | None], verdict: dict | None = None) -> str:
     m = d.metrics
     test = m.get("test") or {}
     summary = table(["status", "best epoch", "best valid loss", "test loss", "test top-1", "test top-5", "seconds"],
@@ -78,10 +88,12 @@ def training_page(d, figs: dict[str, Path | None]) -> str:
         per_breed = table(["breed", "test accuracy"],
                           [[k, fmt(v, 3)] for k, v in sorted(test["per_breed_accuracy"].items(), key=lambda kv: kv[1])])
     notes = "".join(f"<p class='note'>{esc(n)}</p>" for n in d.notes)
+    marked = ("<p class='note'>Dashed red lines: where a rule fired (SageMaker parity, per-batch values).</p>"
+              if any(r.get("FiredAt") and r.get("RuleEvaluationStatus") == "IssuesFound" for r in d.rules) else "")
     return page(f"Training job {d.name}", [
-        ("Summary", summary + notes), ("Hyperparameters", hps), ("Epochs", history),
-        ("Loss curves (debugger tensors)", image(figs.get("losses"))),
-        ("Debugger rules", rules), ("Profiler summary", prof),
+        ("Summary", verdict_block(verdict) + summary + notes), ("Hyperparameters", hps), ("Epochs", history),
+        ("Loss curves (debugger tensors)", image(figs.get("losses")) + marked if figs.get("losses") else ""),
+        ("Debugger rules (SageMaker parity)", rules), ("Profiler summary", prof),
         ("System usage", image(figs.get("system"))), ("Step times", image(figs.get("steps"))),
         ("Test confusion matrix", image(figs.get("confusion"))), ("Per-breed test accuracy", per_breed)])
 

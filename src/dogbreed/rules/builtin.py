@@ -19,12 +19,24 @@ _MODES = {"TRAIN": ModeKeys.TRAIN, "EVAL": ModeKeys.EVAL, "PREDICT": ModeKeys.PR
 
 
 def _bool(value) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
+    text = str(value).strip().lower()
+    if text not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+        raise ValueError(f"{value!r} is not true or false")
+    return text in ("1", "true", "yes", "on")
 
 
-def _mode(value, default=ModeKeys.TRAIN) -> ModeKeys:
+def _number(kind, name: str, value):
+    """`kind(value)`, or a ValueError naming the parameter (parameters arrive as strings)."""
+    try:
+        return kind(str(value).strip())
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"parameter {name}={value!r} is not {what}") from None
+
+
+def _mode(value) -> ModeKeys | None:
     if value in (None, ""):
-        return default
+        return None
     if isinstance(value, ModeKeys):
         return value
     try:
@@ -40,6 +52,11 @@ class _DogbreedRule(Rule):
         super().__init__(base_trial, action_str=action_str)
         self.params = params
         self.message = ""
+        self.fired_at: tuple[str, int] | None = None  # (mode name, mode step) of the last finding
+
+    def _fire(self, mode, mode_step: int, message: str) -> bool:
+        self.message, self.fired_at = message, (mode.name, int(mode_step))
+        return True
 
     def _tensor_names(self, collection: str | None, regex: str = "") -> list[str]:
         names: set[str] = set()
@@ -63,34 +80,43 @@ class LossNotDecreasing(_DogbreedRule):
     """Checks the loss at least every `num_steps` steps of `mode` against the newest loss
     `num_steps` or more steps earlier: fires when it rose by more than
     `increase_threshold_percent` % or fell by less than `diff_percent` %. A non-finite loss
-    fires at once. An empty `mode` means TRAIN (GLOBAL would mix in the eval losses)."""
+    fires at once. No `mode`: as SageMaker documents it, EVAL if the trial has EVAL steps,
+    else TRAIN, else GLOBAL (per-batch values: see `dogbreed.rules.verdict` for the trend)."""
 
     def __init__(self, base_trial, action_str: str = "", tensor_regex: str = "", use_losses_collection="True",
                  num_steps="10", diff_percent="0.1", increase_threshold_percent="5", mode=""):
         super().__init__(base_trial, action_str)
         self.tensor_regex = tensor_regex
         self.use_losses = _bool(use_losses_collection)
-        self.num_steps = int(num_steps)
-        self.diff_percent = float(diff_percent)
-        self.increase_threshold_percent = float(increase_threshold_percent)
+        self.num_steps = _number(int, "num_steps", num_steps)
+        self.diff_percent = _number(float, "diff_percent", diff_percent)
+        self.increase_threshold_percent = _number(float, "increase_threshold_percent", increase_threshold_percent)
         self.mode = _mode(mode)
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.last_checked: dict[str, int] = {}
 
+    def _checked_mode(self) -> ModeKeys:
+        if self.mode is not None:
+            return self.mode
+        for mode in (ModeKeys.EVAL, ModeKeys.TRAIN):
+            if self.base_trial.steps(mode=mode):
+                return mode
+        return ModeKeys.GLOBAL
+
     def invoke_at_step(self, step):
+        checked = self._checked_mode()
         mode, mode_step = self._mode_step(step)
-        if self.mode == ModeKeys.GLOBAL:
+        if checked == ModeKeys.GLOBAL:
             mode_step = step
-        elif mode != self.mode:
+        elif mode != checked:
             return False
         fired = False
         for name in self._tensor_names("losses" if self.use_losses else None, self.tensor_regex):
-            loss = self._value(name, mode_step, self.mode)
+            loss = self._value(name, mode_step, checked)
             if loss is None:
                 continue
             if not math.isfinite(loss):
-                self.message = f"{name} is {loss} at step {mode_step}"
-                return True
+                return self._fire(checked, mode_step, f"{name} is {loss} at {checked.name} step {mode_step}")
             hist = self.history.setdefault(name, [])
             hist.append((mode_step, loss))
             if mode_step - self.last_checked.get(name, hist[0][0]) < self.num_steps:
@@ -102,13 +128,14 @@ class LossNotDecreasing(_DogbreedRule):
             before = earlier[-1]
             change = (loss - before) / abs(before) * 100 if before else 0.0
             if change > self.increase_threshold_percent:
-                self.message = (f"{name} rose {change:.1f}% from {before:.4g} to {loss:.4g} over "
-                                f"{self.num_steps}+ steps (at step {mode_step})")
-                fired = True
+                fired = self._fire(checked, mode_step, f"{name} rose {change:.1f}% from {before:.4g} to {loss:.4g} "
+                                                       f"over {self.num_steps}+ {checked.name} steps "
+                                                       f"(at step {mode_step})")
             elif -change < self.diff_percent:
-                self.message = (f"{name} went from {before:.4g} to {loss:.4g} over {self.num_steps}+ steps "
-                                f"(at step {mode_step}): less than the {self.diff_percent:g}% decrease required")
-                fired = True
+                fired = self._fire(checked, mode_step,
+                                   f"{name} went from {before:.4g} to {loss:.4g} over {self.num_steps}+ {checked.name} "
+                                   f"steps (at step {mode_step}): less than the {self.diff_percent:g}% decrease "
+                                   "required")
         return fired
 
 
@@ -121,9 +148,9 @@ class Overfit(_DogbreedRule):
                  ratio_threshold="0.1"):
         super().__init__(base_trial, action_str)
         self.tensor_regex = tensor_regex
-        self.start_step = int(start_step)
-        self.patience = int(patience)
-        self.ratio_threshold = float(ratio_threshold)
+        self.start_step = _number(int, "start_step", start_step)
+        self.patience = _number(int, "patience", patience)
+        self.ratio_threshold = _number(float, "ratio_threshold", ratio_threshold)
         self.train: list[float] = []
         self.eval: list[float] = []
         self.last_mode = None
@@ -148,9 +175,10 @@ class Overfit(_DogbreedRule):
         ratio = (mean_eval - mean_train) / abs(mean_train) if mean_train else math.inf
         self.streak = self.streak + 1 if ratio > self.ratio_threshold else 0
         if self.streak >= self.patience:
-            self.message = (f"validation loss {mean_eval:.4g} is {ratio:.0%} above training loss {mean_train:.4g} "
-                            f"(threshold {self.ratio_threshold:.0%}) at eval step {mode_step}")
-            return True
+            # one decimal: 10.3% must not read "10% above ... (threshold 10%)"
+            return self._fire(mode, mode_step, f"validation loss {mean_eval:.4g} is {ratio:.1%} above training loss "
+                                               f"{mean_train:.4g} (threshold {self.ratio_threshold:.1%}) at eval step "
+                                               f"{mode_step}")
         return False
 
 
@@ -159,7 +187,7 @@ class VanishingGradient(_DogbreedRule):
 
     def __init__(self, base_trial, action_str: str = "", threshold="0.0000001"):
         super().__init__(base_trial, action_str)
-        self.threshold = float(threshold)
+        self.threshold = _number(float, "threshold", threshold)
 
     def invoke_at_step(self, step):
         for name in self._tensor_names("gradients"):
@@ -168,8 +196,9 @@ class VanishingGradient(_DogbreedRule):
             except TensorUnavailableForStep:
                 continue
             if value < self.threshold:
-                self.message = f"{name} has mean |gradient| {value:.3g} < {self.threshold:g} at step {step}"
-                return True
+                mode, mode_step = self._mode_step(step)
+                return self._fire(mode, mode_step, f"{name} has mean |gradient| {value:.3g} < {self.threshold:g} "
+                                                   f"at {mode.name} step {mode_step}")
         return False
 
 
@@ -201,8 +230,9 @@ class ExplodingTensor(_DogbreedRule):
 
             bad = np.isnan(value).any() or (not self.only_nan and np.isinf(value).any())
             if bad:
-                self.message = f"{name} has {'NaN' if np.isnan(value).any() else 'infinite'} values at step {step}"
-                return True
+                mode, mode_step = self._mode_step(step)
+                kind = "NaN" if np.isnan(value).any() else "infinite"
+                return self._fire(mode, mode_step, f"{name} has {kind} values at {mode.name} step {mode_step}")
         return False
 
 

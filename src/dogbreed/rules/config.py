@@ -22,9 +22,15 @@ DEFAULT_COLLECTIONS: dict[str, dict[str, str]] = {
     "CrossEntropyLoss_output_0": {"include_regex": "CrossEntropyLoss_output_0", "save_interval": "1"},
 }
 
+# Where the rules run. Local jobs: always dogbreed's own implementations on this machine.
+# SageMaker: `cloud` = SageMaker's rule jobs; `client` = the script's hook writes tensors under
+# the checkpoint folder (synced to S3 while the job runs) and dogbreed evaluates the same rule
+# implementations on them; `auto` = cloud where the region has rule images, else client.
+DEBUGGER_MODES = ("auto", "cloud", "client", "off")
+
 # SageMaker built-in rules we request, with the defaults of smdebug-rulesconfig (the values
 # the SDK sends); the local backend evaluates its own implementation of each with them.
-# LossNotDecreasing's `mode` is left empty: TRAIN steps (GLOBAL would mix in eval losses).
+# LossNotDecreasing's `mode` is left empty, as SageMaker's default: EVAL, else TRAIN, else GLOBAL.
 RULES: dict[str, dict[str, Any]] = {
     "LossNotDecreasing": {"config": "loss_not_decreasing", "collections": ["losses"],
                           "params": {"use_losses_collection": "True", "num_steps": "10", "diff_percent": "0.1",
@@ -34,6 +40,33 @@ RULES: dict[str, dict[str, Any]] = {
     "VanishingGradient": {"config": "vanishing_gradient", "collections": ["gradients"],
                           "params": {"threshold": "0.0000001"}},
 }
+
+# The type of every rule parameter a user may set, to refuse a wrong one before a job starts.
+PARAM_TYPES: dict[str, type] = {"num_steps": int, "start_step": int, "patience": int, "diff_percent": float,
+                                "increase_threshold_percent": float, "ratio_threshold": float, "threshold": float,
+                                "use_losses_collection": bool, "only_nan": bool, "mode": str, "tensor_regex": str,
+                                "collection_names": str}
+_MODES = ("", "EVAL", "TRAIN", "GLOBAL")
+
+
+def check_rule_param(rule: str, key: str, value: str) -> str:
+    """`value` if it suits parameter `key` of `rule`; else a ConfigError saying what would."""
+    kind = PARAM_TYPES.get(key)
+    where = f"--rule-param {rule}.{key}={value}"
+    if kind is None:
+        raise ConfigError(f"{where}: unknown parameter {key!r}; known: {', '.join(sorted(PARAM_TYPES))}")
+    try:
+        if kind is bool and value.lower() not in ("true", "false"):
+            raise ValueError
+        if kind in (int, float):
+            kind(value)
+    except ValueError:
+        what = {int: "an integer", float: "a number", bool: "true or false"}[kind]
+        raise ConfigError(f"{where}: {key} must be {what}") from None
+    if key == "mode" and value.upper() not in _MODES:
+        raise ConfigError(f"{where}: mode must be one of EVAL, TRAIN, GLOBAL (or empty)")
+    return value
+
 
 # ProfilingIntervalInMilliseconds values SageMaker accepts.
 PROFILER_INTERVALS_MS = (100, 200, 500, 1000, 5000, 60000)

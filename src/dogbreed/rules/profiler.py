@@ -115,7 +115,8 @@ def summarize(profiler_dir: Path, *, workers: int | None = None, cpus: int | Non
     total = wait + sum(s["step_s"] for s in steps)
     wait_share = 100 * wait / total if total else 0.0
     findings.append(_finding("DataWait", len(steps) >= th["patience"] and wait_share > th["threshold"],
-                             f"{wait_share:.0f}% of training-step time spent waiting for data over {len(steps)} steps", len(steps)))
+                             f"{wait_share:.0f}% of training-step time spent waiting for data over {len(steps)} steps",
+                             len(steps)))
 
     th = THRESHOLDS["StepOutlier"]
     times = [s["step_s"] for s in steps[1:]]  # the first step includes warm-up
@@ -131,7 +132,8 @@ def summarize(profiler_dir: Path, *, workers: int | None = None, cpus: int | Non
         th = THRESHOLDS["LowGPUUtilization"]
         g = [s["gpu"] for s in snaps if s["gpu"] is not None]
         p95, p5 = _pct(g, 95), _pct(g, 5)
-        findings.append(_finding("LowGPUUtilization", len(g) > th["patience"] and (p95 < th["threshold_p95"] or p5 < th["threshold_p5"]),
+        low_gpu = p95 < th["threshold_p95"] or p5 < th["threshold_p5"]
+        findings.append(_finding("LowGPUUtilization", len(g) > th["patience"] and low_gpu,
                                  f"GPU utilisation p95 {p95:.0f}%, p5 {p5:.0f}%", len(g)))
 
     th = THRESHOLDS["BatchSize"]
@@ -141,7 +143,8 @@ def summarize(profiler_dir: Path, *, workers: int | None = None, cpus: int | Non
     low = cpu95 is not None and cpu95 < th["cpu_threshold_p95"] and (gpu95 is None or gpu95 < th["gpu_threshold_p95"]) \
         and (mem95 is None or mem95 < th["gpu_memory_threshold_p95"])
     findings.append(_finding("BatchSize", n > th["patience"] and low,
-                             f"p95 CPU {cpu95 or 0:.0f}%" + (f", GPU {gpu95:.0f}%, GPU memory {mem95:.0f}%" if gpu95 is not None else "")
+                             f"p95 CPU {cpu95 or 0:.0f}%"
+                             + (f", GPU {gpu95:.0f}%, GPU memory {mem95:.0f}%" if gpu95 is not None else "")
                              + " (all below 70% suggests a larger batch)", n))
 
     if workers is not None and cpus:

@@ -24,9 +24,13 @@ RESULT_FILE = "result.json"
 os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")  # smdebug logs every rule step at INFO otherwise
 
 
-def status(name: str, state: str, details: str = "") -> dict:
-    return {"RuleConfigurationName": name, "RuleEvaluationStatus": state, "StatusDetails": details,
-            "LastModifiedTime": time.time()}
+def status(name: str, state: str, details: str = "", fired_at: tuple[str, int] | None = None) -> dict:
+    """A `RuleEvaluationStatus` item; `FiredAt` (ours, not SageMaker's): [mode, mode step] of the finding."""
+    out = {"RuleConfigurationName": name, "RuleEvaluationStatus": state, "StatusDetails": details,
+           "LastModifiedTime": time.time()}
+    if fired_at is not None:
+        out["FiredAt"] = list(fired_at)
+    return out
 
 
 def write_end_marker(trial_dir: Path) -> None:
@@ -97,14 +101,28 @@ def evaluate_rule(trial_dir: str | Path, name: str, params: Mapping[str, str] | 
         rule = RULE_CLASSES[name](trial, "", **dict(params or {}))
         invoke_rule(_StoppableRule(rule, stop), raise_eval_cond=True)
     except RuleEvaluationConditionMet as exc:
-        return status(name, ISSUES, rule.message or str(exc))
+        return status(name, ISSUES, rule.message or str(exc), rule.fired_at)
     except NoMoreData:
         return status(name, NO_ISSUES, "")
     except _StopRequested:
         return status(name, STOPPED, "stopped before the job's data ended")
     except Exception as exc:  # reported, like a failed rule job, never raised into the job runner
-        return status(name, ERROR, f"{type(exc).__name__}: {exc}"[:1024])
+        return status(name, ERROR, f"cannot evaluate {name}: {exc}"[:1024])
     return status(name, NO_ISSUES, "")
+
+
+def evaluate_copy(trial_dir: Path, rules: Mapping[str, Mapping[str, str]], *, running: bool) -> list[dict]:
+    """The rules on a synced copy of a job's tensors (SageMaker client mode). The copy is all
+    there is to read, so it gets the end marker; while the job runs, a rule that found nothing
+    yet reads InProgress rather than NoIssuesFound."""
+    write_end_marker(trial_dir)
+    out = []
+    for name, params in rules.items():
+        res = evaluate_rule(trial_dir, name, params, wait_for_data_s=0)
+        if running and res["RuleEvaluationStatus"] == NO_ISSUES:
+            res = status(name, IN_PROGRESS, "no issues in the steps synced so far")
+        out.append(res)
+    return out
 
 
 def rules_with_params(names=None, overrides: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, dict]:

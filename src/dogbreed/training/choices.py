@@ -12,7 +12,9 @@ ARCHS = {  # arch -> (torchvision builder, weights enum name, feature width)
     "resnet101": ("resnet101", "ResNet101_Weights", 2048),
 }
 ARCH_CHOICES = tuple(ARCHS)
-FREEZE_CHOICES = ("head", "layer4", "none")  # what stays frozen: all but the head, all but layer4, nothing
+# what stays frozen: all but the head, all but layer4, nothing, everything (nothing trains: the
+# debugger's verdict table shows what that looks like)
+FREEZE_CHOICES = ("head", "layer4", "none", "all")
 HEAD_CHOICES = ("linear", "mlp")
 
 DEFAULT_ARCH = "resnet50"

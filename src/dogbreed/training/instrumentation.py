@@ -7,6 +7,14 @@ stands in, so the loop has no branches for it (nanoGPT's nullcontext habit).
   (`SMDEBUG_CONFIG_FILE_PATH`, else /opt/ml/input/config/debughookconfig.json). No file, no hook.
 - `StepRecorder`: step and data-wait times as JSON lines in `$DOGBREED_PROFILE_DIR` (set by
   the local backend, whose sampler records the system metrics beside them).
+- `SystemMonitor`: the system sampler run by the script itself (SageMaker `client` debugger
+  mode, where no platform monitor runs), when `$DOGBREED_SYSTEM_MONITOR` is set.
+
+In the `client` mode SageMaker writes no hook config: `$DOGBREED_HOOK_CONFIG` carries the
+document (JSON) instead, with each collection in its own `$DOGBREED_HOOK_COLLECTION_<n>`;
+its `LocalPath` lies under the checkpoint folder, which SageMaker syncs
+to S3 while the job runs, and the hook writes the end marker when it closes (the platform
+writes it only for its own rule jobs).
 """
 
 from __future__ import annotations
@@ -20,6 +28,11 @@ from pathlib import Path
 from dogbreed.training import environment as E
 
 STEPS_FILE = "steps.jsonl"
+DOGBREED_HOOK_CONFIG = "DOGBREED_HOOK_CONFIG"  # the debughookconfig.json document, when no file is given
+# ... its collections, one per variable (SageMaker allows 512 characters per environment value)
+DOGBREED_HOOK_COLLECTION = "DOGBREED_HOOK_COLLECTION_"
+DOGBREED_SYSTEM_MONITOR = "DOGBREED_SYSTEM_MONITOR"  # JSON {"dir": profiler dir, "interval_ms": N}
+END_MARKER = "training_job_end.ts"
 
 
 class NullInstrumentation:
@@ -41,8 +54,8 @@ class NullInstrumentation:
 class DebuggerHook(NullInstrumentation):
     """smdebug's PyTorch hook: saves the configured collections of the model and the loss."""
 
-    def __init__(self, hook, modes):
-        self.hook, self.modes = hook, modes
+    def __init__(self, hook, modes, end_marker_dir: Path | None = None):
+        self.hook, self.modes, self.end_marker_dir = hook, modes, end_marker_dir
 
     def attach(self, model, loss_fn) -> None:
         if self._saves_module_tensors(model):
@@ -91,6 +104,23 @@ class DebuggerHook(NullInstrumentation):
 
     def close(self) -> None:
         self.hook.close()
+        if self.end_marker_dir is not None:  # readers of a synced copy know the trial is complete
+            self.end_marker_dir.mkdir(parents=True, exist_ok=True)
+            (self.end_marker_dir / END_MARKER).write_text(str(time.time()))
+
+
+class SystemMonitor(NullInstrumentation):
+    """Runs `system_monitor.SystemSampler` for the length of the script."""
+
+    def __init__(self, profiler_dir: Path, interval_s: float):
+        from dogbreed.training.system_monitor import SystemSampler
+
+        self.sampler = SystemSampler(profiler_dir, interval_s)
+        self.sampler.start()
+
+    def close(self) -> None:
+        if self.sampler.is_alive():
+            self.sampler.stop()
 
 
 class StepRecorder(NullInstrumentation):
@@ -147,11 +177,32 @@ def hook_config_path(environ=None) -> Path:
     return Path(env.get(E.SMDEBUG_CONFIG_FILE_PATH) or default)
 
 
+def _client_hook_config(env) -> tuple[Path, Path] | None:
+    """Write `$DOGBREED_HOOK_CONFIG` to a file smdebug can read; (file, tensors folder) or None."""
+    import tempfile
+
+    doc = json.loads(env[DOGBREED_HOOK_CONFIG])
+    numbered = sorted((int(k.removeprefix(DOGBREED_HOOK_COLLECTION)), json.loads(v)) for k, v in env.items()
+                      if k.startswith(DOGBREED_HOOK_COLLECTION))
+    doc.setdefault("CollectionConfigurations", []).extend(c for _, c in numbered)
+    path = Path(tempfile.mkdtemp(prefix="dogbreed-hook-")) / "debughookconfig.json"
+    path.write_text(json.dumps({"HookParameters": {}, "S3OutputPath": "", **doc}))
+    return path, Path(doc["LocalPath"])
+
+
 def load_debugger_hook(environ=None, warn=None) -> DebuggerHook | None:
     """The smdebug hook when a hook config exists; None (with one line said) when smdebug is
     missing, so training goes on without it."""
+    env = os.environ if environ is None else environ
     warn = warn or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    path = hook_config_path(environ)
+    path, end_marker_dir = hook_config_path(environ), None
+    if not path.is_file() and env.get(DOGBREED_HOOK_CONFIG):
+        try:
+            path, end_marker_dir = _client_hook_config(env)
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            warn(f"debugger: ${DOGBREED_HOOK_CONFIG} is not a usable hook config ({exc}); "
+                 "training without the debugger hook")
+            return None
     if not path.is_file():
         return None
     try:
@@ -164,7 +215,7 @@ def load_debugger_hook(environ=None, warn=None) -> DebuggerHook | None:
     if hook is None:
         warn(f"debugger: smdebug found no usable hook config at {path}; training without the debugger hook")
         return None
-    return DebuggerHook(hook, ModeKeys)
+    return DebuggerHook(hook, ModeKeys, end_marker_dir)
 
 
 def make_instrumentation(args, environ=None) -> NullInstrumentation:
@@ -176,8 +227,15 @@ def make_instrumentation(args, environ=None) -> NullInstrumentation:
         if hook is not None:
             parts.append(hook)
     profile_dir = env.get(E.DOGBREED_PROFILE_DIR)
+    rank = int(env.get("RANK", "0") or 0)
     if getattr(args, "profiler", False) and profile_dir:
-        parts.append(StepRecorder(Path(profile_dir), rank=int(env.get("RANK", "0") or 0)))
+        parts.append(StepRecorder(Path(profile_dir), rank=rank))
+    if getattr(args, "profiler", False) and env.get(DOGBREED_SYSTEM_MONITOR) and rank == 0:
+        try:
+            monitor = json.loads(env[DOGBREED_SYSTEM_MONITOR])
+            parts.append(SystemMonitor(Path(monitor["dir"]), int(monitor["interval_ms"]) / 1000))
+        except (ValueError, KeyError, TypeError) as exc:
+            print(f"profiler: ${DOGBREED_SYSTEM_MONITOR} is not usable ({exc}); no system metrics", file=sys.stderr)
     if not parts:
         return NullInstrumentation()
     return parts[0] if len(parts) == 1 else Composite(parts)

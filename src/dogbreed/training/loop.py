@@ -41,10 +41,11 @@ def train_one_epoch(model, loader, loss_fn, optimizer, precision, scaler, instr,
         with precision.autocast():
             logits = model(x)
             loss = loss_fn(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        if loss.requires_grad:  # False when every parameter is frozen (--freeze all)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         batch = len(y)
         loss_sum += loss.item() * batch
         correct += (logits.argmax(1) == y).sum().item()

@@ -107,7 +107,7 @@ def _net_class():
             return self.head(self.backbone(x))
 
         def trainable_backbone(self) -> bool:
-            return self.config.freeze != "head"
+            return self.config.freeze in ("layer4", "none")
 
         def apply_freeze(self) -> None:
             """Freeze per policy; frozen parts keep BatchNorm in eval mode (see `train`)."""
@@ -116,6 +116,9 @@ def _net_class():
             if self.config.freeze == "layer4":
                 for p in self.backbone.layer4.parameters():
                     p.requires_grad = True
+            if self.config.freeze == "all":
+                for p in self.head.parameters():
+                    p.requires_grad = False
 
         def train(self, mode: bool = True):
             super().train(mode)

@@ -64,7 +64,9 @@ def model_config_from_args(args, classes):
 def make_optimizer(args, params):
     import torch
 
-    params = [p for p in params if p.requires_grad]
+    # --freeze all: one empty parameter group (torch refuses an empty list), so the loop and
+    # the checkpoints work unchanged
+    params = [p for p in params if p.requires_grad] or [{"params": []}]
     if args.optimizer == "sgd":
         return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     cls = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam

@@ -28,6 +28,10 @@ def write_report(session: Session, job: str | None, out: str | None) -> Path:
                                    "`dogbreed jobs` lists training jobs, `dogbreed jobs --tuning` tuning jobs"
                                    ) from None
         return build.tuning_report(result, out_dir)[0]
+    from dogbreed.workflows.training import assess
+
     job_dir = backend.job_outputs(job, out_dir / "job")
+    assess(session, backend, desc, job_dir)  # rules evaluated here for client-mode jobs, and the verdict
     return build.training_report(job_dir, out_dir, name=job, status=desc.status,
-                                 hyperparameters=desc.hyperparameters, rules=desc.extra.get("rules"))
+                                 hyperparameters=desc.hyperparameters, rules=desc.extra.get("rules"),
+                                 verdict=desc.extra.get("verdict"))

@@ -49,6 +49,8 @@ class LocalBackend(Backend):
         self.check_training(spec)
         if spec.instrumentation is not None:
             self._instrument(spec)
+            if log and spec.instrumentation.debugger:
+                log("debugger: local jobs are always judged here, by dogbreed's implementations of the rules")
         if not wait:
             return self.runner.run_detached(spec)
         return self.runner.run(spec, log)

@@ -19,20 +19,19 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Iterable, Mapping
 
 from dogbreed.backends.base import TrainingJobSpec
 from dogbreed.rules import config
 from dogbreed.training import environment as E
+from dogbreed.training.system_monitor import NODE_ID, SystemSampler  # noqa: F401 (NODE_ID: part of this API)
 
 RULES_FILE = "debugrules.json"
 TENSORS_DIR = "output/tensors"
 PROFILER_DIR = "output/profiler"
 RULE_OUTPUT_DIR = "rule-output"
 PROFILER_REPORT = "ProfilerReport"
-NODE_ID = "algo-1"
 RULE_JOIN_TIMEOUT_S = 300
 
 
@@ -63,80 +62,6 @@ def configure_job(spec: TrainingJobSpec, workspace, **options) -> TrainingJobSpe
 
     spec.job_name = spec.job_name or job_name(spec.base_name)
     return configure(spec, workspace.job_dir(spec.job_name), **options)
-
-
-class SystemSampler(threading.Thread):
-    """CPU per core (+ I/O wait), memory, disk I/O, network and, when NVML is there, GPU
-    utilisation and memory, as JSON lines in system/incremental/<YYYYMMDDHH>/<minute>.algo-1.json."""
-
-    def __init__(self, profiler_dir: Path, interval_s: float):
-        super().__init__(daemon=True, name="dogbreed-system-sampler")
-        self.dir, self.interval = profiler_dir / "system", interval_s
-        self.stop_event = threading.Event()
-        self._gpus = _nvml_handles()
-
-    def run(self) -> None:
-        import psutil
-
-        psutil.cpu_percent(percpu=True)  # the first call only sets the baseline
-        disk, net, last = psutil.disk_io_counters(), psutil.net_io_counters(), time.time()
-        while not self.stop_event.wait(self.interval):
-            now = time.time()
-            dt = max(now - last, 1e-6)
-            rows = []
-            for i, pct in enumerate(psutil.cpu_percent(percpu=True)):
-                rows.append(("cpu", f"cpu{i}", "CPUUtilization", pct))
-            rows.append(("cpu", "cpu", "I/OWaitPercentage", getattr(psutil.cpu_times_percent(), "iowait", 0.0)))
-            rows.append(("memory", "MemoryUsedPercent", "", psutil.virtual_memory().percent))
-            d2, n2 = psutil.disk_io_counters(), psutil.net_io_counters()
-            if disk and d2:
-                rows += [("i/o", "IOPS", "", (d2.read_count + d2.write_count - disk.read_count - disk.write_count) / dt),
-                         ("i/o", "ReadThroughputInBytesPerSecond", "", (d2.read_bytes - disk.read_bytes) / dt),
-                         ("i/o", "WriteThroughputInBytesPerSecond", "", (d2.write_bytes - disk.write_bytes) / dt)]
-            if net and n2:
-                rows += [("network", "ReceiveBytesPerSecond", "Algorithm", (n2.bytes_recv - net.bytes_recv) / dt),
-                         ("network", "TransmitBytesPerSecond", "Algorithm", (n2.bytes_sent - net.bytes_sent) / dt)]
-            for i, (util, mem) in enumerate(_gpu_readings(self._gpus)):
-                rows += [("gpu", f"gpu{i}", "GPUUtilization", util), ("gpu", f"gpu{i}", "GPUMemoryUtilization", mem)]
-            disk, net, last = d2, n2, now
-            self._write(now, rows)
-
-    def _write(self, now: float, rows) -> None:
-        minute = int(now // 60 * 60)
-        folder = self.dir / "incremental" / time.strftime("%Y%m%d%H", time.gmtime(now))
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / f"{minute:010d}.{NODE_ID}.json", "a") as fh:
-            for typ, name, dim, value in rows:
-                fh.write(json.dumps({"Type": typ, "Name": name, "Dimension": dim, "Value": round(float(value), 3),
-                                     "NodeId": NODE_ID, "Timestamp": round(now, 3)}) + "\n")
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.join(5)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "training_job_end.ts").write_text(str(time.time()))
-
-
-def _nvml_handles():
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        return [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-    except Exception:  # no pynvml, no driver, no GPU: no GPU rows
-        return []
-
-
-def _gpu_readings(handles):
-    if not handles:
-        return []
-    import pynvml
-
-    out = []
-    for h in handles:
-        util, mem = pynvml.nvmlDeviceGetUtilizationRates(h), pynvml.nvmlDeviceGetMemoryInfo(h)
-        out.append((util.gpu, 100.0 * mem.used / max(mem.total, 1)))
-    return out
 
 
 class _RuleThread(threading.Thread):
@@ -209,8 +134,8 @@ class DebuggerPlugin:
             results.append(status(PROFILER_REPORT, "IssuesFound" if triggered else "NoIssuesFound",
                                   ", ".join(triggered)))
         if results:
-            desc.extra["rules"] = [{k: r[k] for k in ("RuleConfigurationName", "RuleEvaluationStatus", "StatusDetails")}
-                                   for r in results]
+            keep = ("RuleConfigurationName", "RuleEvaluationStatus", "StatusDetails", "FiredAt")
+            desc.extra["rules"] = [{k: r[k] for k in keep if k in r} for r in results]
 
     def _profiler_summary(self, layout, desc) -> None:
         from dogbreed.rules.profiler import summarize

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 from dogbreed.backends.base import Backend, JobDescription, TrainingJobSpec
@@ -38,12 +40,15 @@ class SageMakerBackend(Backend):
 
     # -- training jobs ---------------------------------------------------------------------
     def run_training_job(self, spec: TrainingJobSpec, *, wait: bool = True, log=None) -> JobDescription:
-        from dogbreed.backends.sagemaker.debugger import estimator_kwargs
+        from dogbreed.backends.sagemaker.debugger import instrument
 
         spec = training.check_job(self.ctx, spec)  # refused in one line before anything is uploaded
         if log:
             log(training.cost_estimate(self.ctx, spec).line())
-        instrumentation = estimator_kwargs(training.instrumentation(self.ctx, spec, log))
+        spec = dataclasses.replace(spec, instrumentation=training.instrumentation(self.ctx, spec, log))
+        spec, instrumentation, debugger_line = instrument(self.ctx, spec)
+        if log:
+            log(debugger_line)
         source = stage_source_dir(requirements=not self.ctx.settings.network_isolation)
         est = training.make_estimator(self.ctx, spec, str(source), **instrumentation)
         est.fit({"training": spec.data}, wait=False, job_name=spec.job_name)
