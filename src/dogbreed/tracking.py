@@ -144,11 +144,15 @@ class Tracker(NullTracker):
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
+        run = self.client.get_run(run_id).data
+        # logged again (train --resume, tune --attach): only the epochs the run does not have yet
+        last = {k: max(m.step for m in self.client.get_metric_history(run_id, k)) for k in run.metrics}
         metrics = [Metric(name, float(v), now, step) for name, values in job.metric_series.items()
-                   for step, v in enumerate(values, 1) if name != "epoch"]
-        metrics += [Metric(name, float(v), now, 0) for name, v in job.metrics.items() if name not in job.metric_series]
+                   for step, v in enumerate(values, 1) if name != "epoch" and step > last.get(name, 0)]
+        metrics += [Metric(name, float(v), now, 0) for name, v in job.metrics.items()
+                    if name not in job.metric_series and name not in run.metrics]
         hps = {**(params or {}), **job.hyperparameters}
-        existing = self.client.get_run(run_id).data.params
+        existing = run.params
         tags = {"dogbreed.backend": job.backend, "dogbreed.status": job.status, "dogbreed.entry_point": job.entry_point}
         if job.model_data:
             tags["dogbreed.model_data"] = job.model_data
@@ -159,7 +163,7 @@ class Tracker(NullTracker):
         rules = job.extra.get("rules") or []
         for r in rules:
             tags[f"rule.{r.get('RuleConfigurationName')}"] = str(r.get("RuleEvaluationStatus"))
-        if rules:
+        if rules and "rules_issues_found" not in run.metrics:
             metrics.append(Metric("rules_issues_found", sum(r.get("RuleEvaluationStatus") == "IssuesFound"
                                                             for r in rules), now, 0))
         for i in range(0, len(metrics), 900):  # MLflow's batch limit is 1000 metrics
