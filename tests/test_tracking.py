@@ -58,7 +58,8 @@ def test_a_job_description_becomes_one_run(store, tmp_path):
     assert "epoch" not in run.data.metrics  # the epoch is the step, not a metric
     tags = run.data.tags
     assert tags["rule.Overfit"] == "IssuesFound" and tags["rule.LossNotDecreasing"] == "NoIssuesFound"
-    assert tags["dogbreed.model_data"] == "s3://bucket/job-1/output/model.tar.gz" and tags["dogbreed.backend"] == "local"
+    assert tags["dogbreed.model_data"] == "s3://bucket/job-1/output/model.tar.gz"
+    assert tags["dogbreed.backend"] == "local"
     assert {a.path for a in client.list_artifacts(run.info.run_id, "report")} == {"report/report.html"}
     # artifacts of a sqlite store live beside it, not in the current directory's mlruns/
     assert (tmp_path / "mlartifacts").is_dir()

@@ -4,12 +4,6 @@ returns the file it wrote, or None when there is nothing to plot."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from dogbreed.backends.base import TuningResult
-
-STATUS_COLORS = {"Completed": "tab:blue", "Stopped": "tab:orange"}  # any other status (Failed): red
 
 
 def _plt():
@@ -102,35 +96,3 @@ def confusion(matrix: list[list[int]], classes: list[str], path: Path) -> Path |
                     ax.text(j, i, matrix[i][j], ha="center", va="center", fontsize=8)
     return _save(fig, path)
 
-
-def tuning_objective(result: TuningResult, path: Path) -> Path | None:
-    """The objective of each trial (a `TuningResult`), against trial order and against each
-    numeric hyperparameter; the best trial circled."""
-    import math
-
-    points = [(i, t) for i, t in enumerate(result.trials, 1)
-              if t.objective is not None and not math.isnan(t.objective)]
-    if not points:
-        return None
-    plt = _plt()
-    keys = sorted({k for _, t in points for k, v in t.hyperparameters.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)})
-    fig, axes = plt.subplots(1, 1 + len(keys), figsize=(3.6 * (1 + len(keys)), 3.4), squeeze=False)
-    axes = axes[0]
-    colors = [STATUS_COLORS.get(t.status, "tab:red") for _, t in points]
-    axes[0].scatter([i for i, _ in points], [t.objective for _, t in points], c=colors)
-    best = next(((i, t) for i, t in points if result.best is not None and t.name == result.best.name), None)
-    if best is not None:
-        axes[0].scatter([best[0]], [best[1].objective], s=160, facecolors="none", edgecolors="black", label="best")
-        axes[0].legend(loc="best")
-    axes[0].set_title(f"objective per trial ({result.strategy})")
-    axes[0].set_xlabel("trial")
-    axes[0].set_ylabel(result.objective_metric)
-    for ax, k in zip(axes[1:], keys):
-        with_k = [(t.hyperparameters[k], t.objective, c) for (_, t), c in zip(points, colors) if k in t.hyperparameters]
-        ax.scatter([x for x, _, _ in with_k], [y for _, y, _ in with_k], c=[c for _, _, c in with_k])
-        if k == "lr":
-            ax.set_xscale("log")
-        ax.set_title(f"objective vs {k}")
-        ax.set_xlabel(k)
-    return _save(fig, path)

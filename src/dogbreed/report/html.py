@@ -86,8 +86,9 @@ def training_page(d, figs: dict[str, Path | None]) -> str:
         ("Test confusion matrix", image(figs.get("confusion"))), ("Per-breed test accuracy", per_breed)])
 
 
-def tuning_page(result: TuningResult, figs: dict[str, Path | None]) -> str:
-    """The page of a tuning job (a `TuningResult`): summary, trials best first, the objective chart."""
+def tuning_page(result: TuningResult, views: list, dashboard: str | None = None) -> str:
+    """The page of a tuning job (a `TuningResult`): summary, trials best first, Optuna's views
+    (`report.optuna_views.View`), and the command that opens the study in optuna-dashboard."""
     from dogbreed.report.trials import trial_rows
 
     best = result.best
@@ -97,6 +98,10 @@ def tuning_page(result: TuningResult, figs: dict[str, Path | None]) -> str:
                       best.name if best else "-", fmt(best.objective if best else None)]])
     if result.failure_reason and result.status != "Completed":
         summary += f"<p class='note'>{esc(result.failure_reason)}</p>"
+    if dashboard:
+        summary += (f"<p>Explore this study interactively with Optuna's dashboard: "
+                    f"<code>{esc(dashboard)}</code></p>")
     header, *rows = trial_rows(result)
+    drawn = [(v.title, image(v.path) if v.path else f"<p class='note'>not drawn: {esc(v.note)}</p>") for v in views]
     return page(f"Tuning job {result.name}", [("Summary", summary), ("Trials, best first", table(header, rows)),
-                                              ("Objective", image(figs.get("objective")))])
+                                              *drawn])
