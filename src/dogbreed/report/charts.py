@@ -52,9 +52,10 @@ def system_usage(snapshots: list[dict], path: Path) -> Path | None:
         ax.plot(x, [s["gpu"] or 0 for s in snapshots], label="GPU %")
         ax.plot(x, [s["gpu_mem"] or 0 for s in snapshots], label="GPU memory %")
     ax.plot(x, [s["iowait"] for s in snapshots], label="I/O wait %")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(-2, 105)  # headroom: a line at 100% stays visible instead of merging with the frame
+    ax.set_yticks(range(0, 101, 20))
     ax.set_xlabel("seconds since the first sample")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # beside the plot, never over a line
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -76,23 +77,27 @@ def step_times(steps: list[dict], path: Path) -> Path | None:
 
 
 def confusion(matrix: list[list[int]], classes: list[str], path: Path) -> Path | None:
-    if not matrix:
+    """The full matrix, only while its labels are readable (`report.classes.READABLE_CLASSES`);
+    counts written in white on dark cells and in black on light ones."""
+    from dogbreed.report.classes import READABLE_CLASSES, labels
+
+    if not matrix or len(matrix) > READABLE_CLASSES:
         return None
     plt = _plt()
     n = len(matrix)
-    size = min(14, 3 + n * 0.12) if n > 20 else 3 + n * 0.5
+    size = 3 + n * 0.42
     fig, ax = plt.subplots(figsize=(size + 1, size))
     im = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    if n <= 30:
-        labels = [c.split(".", 1)[-1][:18] for c in classes]
-        ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
-        ax.set_yticks(range(n), labels, fontsize=7)
-        if n <= 12:
-            for i in range(n):
-                for j in range(n):
-                    ax.text(j, i, matrix[i][j], ha="center", va="center", fontsize=8)
+    names = [name[:22] for name in labels(classes)]
+    ax.set_xticks(range(n), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), names, fontsize=7)
+    dark = max(max(row) for row in matrix) / 2
+    for i in range(n):
+        for j in range(n):
+            if matrix[i][j] or i == j:
+                ax.text(j, i, matrix[i][j], ha="center", va="center", fontsize=8 if n <= 12 else 6,
+                        color="white" if matrix[i][j] > dark else "#111")
     return _save(fig, path)
-
