@@ -197,6 +197,8 @@ class EndpointSpec:
     max_concurrency: int = 5
     timeout_s: float = 600.0  # how long deploy waits for the endpoint to turn healthy
     auto_delete_after_s: int | None = None  # local: the server exits; SageMaker: expiry tag for cleanup
+    job: str | None = None  # the training job the model came from (local: shown on the prediction page)
+    report: str | None = None  # local: that job's report.html, linked from the prediction page
 
 
 @dataclass

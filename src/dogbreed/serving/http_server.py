@@ -1,5 +1,5 @@
 """The HTTP side of the model server: `GET /ping`, `POST /invocations` (and `GET /`, a page to
-try the endpoint), the SageMaker contract over a `ModelServer`.
+try the endpoint, with `GET /about` and `GET /report` behind it), the SageMaker contract over a `ModelServer`.
 
 Every error answers JSON `{"error": ...}`: the exception's `status_code` when it has one (the
 toolkit's rule), 413 over the body limit, 500 otherwise; the server keeps serving. `/ping`
@@ -8,14 +8,13 @@ answers 200 only while the model thread is alive.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
+from dogbreed.serving import page
 from dogbreed.serving.app import REQUEST_TIMEOUT_S, ModelServer
 from dogbreed.serving.errors import HttpError
 from dogbreed.serving.limits import MAX_BODY_BYTES
@@ -38,6 +37,7 @@ class Handler(BaseHTTPRequestHandler):
     # the client's delayed ACK (~40 ms on Linux) on every keep-alive request.
     disable_nagle_algorithm = True
     app: ModelServer  # set on the subclass made by make_http_server
+    page_info: page.PageInfo  # what GET /about and GET /report tell
 
     def log_message(self, fmt, *args):  # one line per error only; access logs would cost CPU
         pass
@@ -59,7 +59,14 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         path = self.path.split("?")[0]
         if path in ("/", "/index.html"):
-            return self._send(200, prediction_page(), "text/html; charset=utf-8")
+            return self._send(200, page.prediction_page(), "text/html; charset=utf-8")
+        if path == "/about":
+            return self._send_json(200, page.about(self.page_info, self.app.model_dir))
+        if path == "/report":
+            report = page.report_html(self.page_info)
+            if report is None:
+                return self._send_json(404, {"error": "this endpoint was deployed without a report"})
+            return self._send(200, report, "text/html; charset=utf-8")
         if path != "/ping":
             return self._send_json(404, {"error": f"no such path {self.path}: use GET /ping or POST /invocations"})
         if self.app.healthy():
@@ -132,17 +139,13 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-@functools.lru_cache(maxsize=1)
-def prediction_page() -> bytes:
-    """GET /: a self-contained page (no external assets) to try the endpoint in a browser."""
-    return (Path(__file__).with_name("page.html")).read_bytes()
-
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
 
-def make_http_server(app: ModelServer, host: str = "127.0.0.1", port: int = 8080) -> ThreadingHTTPServer:
-    handler = type("BoundHandler", (Handler,), {"app": app})
+def make_http_server(app: ModelServer, host: str = "127.0.0.1", port: int = 8080,
+                     page_info: page.PageInfo | None = None) -> ThreadingHTTPServer:
+    handler = type("BoundHandler", (Handler,), {"app": app, "page_info": page_info or page.PageInfo()})
     return _Server((host, port), handler)

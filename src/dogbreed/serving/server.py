@@ -21,21 +21,23 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from dogbreed.serving.app import ModelServer
 from dogbreed.serving.errors import ModelLoadError
 from dogbreed.serving.http_server import make_http_server
 from dogbreed.serving.limits import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
+from dogbreed.serving.page import PageInfo
 
 
 def serve(model_dir, *, host: str = "127.0.0.1", port: int = 8080, entry_point=None,
           max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
-          lifetime_s: float | None = None, log=print) -> None:
+          lifetime_s: float | None = None, page_info: PageInfo | None = None, log=print) -> None:
     """Load, listen, serve until SIGTERM/SIGINT (or `lifetime_s` has passed); then close the
-    socket and stop the model thread."""
+    socket and stop the model thread. `page_info`: what the prediction page shows."""
     app = ModelServer(model_dir, entry_point=entry_point, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
     try:
-        httpd = make_http_server(app, host, port)
+        httpd = make_http_server(app, host, port, page_info)
     except OSError as exc:
         app.close()
         raise ModelLoadError(f"cannot listen on {host}:{port} ({exc.strerror}): pick another --port") from None
@@ -76,6 +78,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help=f"how long a batch waits for requests still decoding (default: {DEFAULT_MAX_WAIT_MS:g})")
     p.add_argument("--lifetime-s", type=float, default=None,
                    help="shut down after this many seconds (default: run until stopped)")
+    p.add_argument("--name", default=None, help="endpoint name, shown on the prediction page (GET /)")
+    p.add_argument("--job", default=None, help="training job of the model, shown on the prediction page")
+    p.add_argument("--report", type=Path, default=None, help="report.html of that job, served at GET /report")
     return p
 
 
@@ -84,7 +89,7 @@ def main(argv=None) -> int:
     try:
         serve(args.model_dir, host=args.host, port=args.port, entry_point=args.entry_point,
               max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, lifetime_s=args.lifetime_s,
-              log=lambda m: print(m, flush=True))
+              page_info=PageInfo(args.name, args.job, args.report), log=lambda m: print(m, flush=True))
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1

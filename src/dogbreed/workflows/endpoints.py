@@ -15,12 +15,24 @@ def recorded_model(session: Session) -> str:
 
 def deploy(session: Session, spec: EndpointSpec, log: LogSink | None = None) -> EndpointDescription:
     """Deploy on the chosen backend and remember the endpoint for `predict`."""
+    spec = _with_origin(session, spec)
     backend = session.backend()
     desc = backend.deploy_endpoint(spec, log=log)
     session.workspace.update(endpoint={"name": desc.name, "backend": backend.name, "url": desc.url,
                                        "model_data": spec.model_data,
                                        **{k: desc.extra[k] for k in ("pid", "port") if k in desc.extra}})
     return desc
+
+
+def _with_origin(session: Session, spec: EndpointSpec) -> EndpointSpec:
+    """The recorded model's training job, and its report (`dogbreed report`) when one was written."""
+    from dataclasses import replace
+
+    recorded = session.workspace.get("model_data") or {}
+    if spec.job or recorded.get("uri") != spec.model_data:
+        return spec
+    report = session.workspace.root / "reports" / recorded["job"] / "report.html"
+    return replace(spec, job=recorded["job"], report=str(report) if report.is_file() else spec.report)
 
 
 def resolve_endpoint(session: Session, name: str | None) -> tuple:

@@ -132,6 +132,8 @@ class LocalEndpoints:
                "--max-batch-size", str(spec.max_batch_size), "--max-wait-ms", str(spec.max_wait_ms)]
         if spec.auto_delete_after_s:
             cmd += ["--lifetime-s", str(spec.auto_delete_after_s)]
+        cmd += ["--name", name, *(["--job", spec.job] if spec.job else []),
+                *(["--report", str(Path(spec.report).resolve())] if spec.report else [])]
         with open(folder / "server.log", "ab") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     cwd=folder, start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
