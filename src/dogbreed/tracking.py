@@ -89,6 +89,7 @@ class Tracker(NullTracker):
     enabled = True
 
     def __init__(self, uri: str, source: str = "flag --tracking-uri", warn: Callable[[str], None] = print):
+        """`warn` receives the one line said when the store fails, and the run ids logged."""
         self.uri = normalize_uri(uri)
         self.warn = warn
         self.lost = False
@@ -192,6 +193,7 @@ class Tracker(NullTracker):
             self._log_job(run_id, job)
             self._log_report(run_id, report)
             self.client.set_terminated(run_id, TERMINAL_STATUS.get(job.status, "FINISHED"))
+            self.warn(f"mlflow: training job {job.name} logged as run {run_id} (experiment {EXPERIMENT}, {self.uri})")
             return run_id
 
         return self._guard("log training job " + job.name, log)
@@ -233,6 +235,8 @@ class Tracker(NullTracker):
             self._log_report(parent, report)
             if result.status != "InProgress":
                 self.client.set_terminated(parent, TERMINAL_STATUS.get(result.status, "FINISHED"))
+            self.warn(f"mlflow: tuning job {result.name} logged as run {parent} with {len(result.finished)} nested "
+                      f"trial run(s) (experiment {EXPERIMENT}, {self.uri})")
             return parent
 
         return self._guard("log tuning job " + result.name, log)
