@@ -91,7 +91,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.parametrize("uri, message", [
-    (f"http://127.0.0.1:{_free_port()}", "cannot be used: MlflowException: API request to"),
+    (f"http://127.0.0.1:{_free_port()}", "cannot be used: no MLflow server answers there; check it"),
     ("nosuch://somewhere", "cannot be used: "),
     ("arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/team",
      "is a SageMaker MLflow ARN, which needs the sagemaker-mlflow plugin: pip install sagemaker-mlflow"),

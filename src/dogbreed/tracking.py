@@ -65,8 +65,12 @@ def _artifact_location(uri: str) -> str | None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+    text = str(exc)
+    if "Failed to establish a new connection" in text or "Max retries exceeded" in text:
+        return "no MLflow server answers there"  # requests' message runs to several hundred characters
+    lines = text.strip().splitlines()
+    first = lines[0] if lines else ""
+    return f"{type(exc).__name__}: {first[:200] + '...' if len(first) > 200 else first}".rstrip(": ")
 
 
 class NullTracker:
