@@ -51,7 +51,10 @@ def _import_mlflow():
 
 
 def normalize_uri(uri: str) -> str:
-    """A bare folder is MLflow's file store; everything else goes to MLflow as given."""
+    """A bare folder is MLflow's file store; a relative sqlite path is made absolute (the same
+    store whatever folder the next command runs in); everything else goes to MLflow as given."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).expanduser().resolve())
     if "://" in uri or uri.startswith(("arn:", "databricks")):
         return uri
     return Path(uri).expanduser().resolve().as_uri()

@@ -91,7 +91,7 @@ def confusion(matrix: list[list[int]], classes: list[str], path: Path) -> Path |
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    names = [name[:22] for name in labels(classes)]
+    names = [name[:28] for name in labels(classes)]
     ax.set_xticks(range(n), names, rotation=90, fontsize=7)
     ax.set_yticks(range(n), names, fontsize=7)
     dark = max(max(row) for row in matrix) / 2
