@@ -133,6 +133,7 @@ def test_training_and_tuning_are_tracked_end_to_end(workspace, sample_data, tmp_
     assert {"rule.LossNotDecreasing", "rule.Overfit", "rule.ProfilerReport"} <= set(train.data.tags)
     assert train.data.tags["dogbreed.model_data"].endswith("model.tar.gz")
     assert [a.path for a in client.list_artifacts(train.info.run_id, "report")] == ["report/report.html"]
+    assert (workspace / "reports" / train.info.run_name / "report.html").is_file()  # where deploy finds it
 
     parent = found["hpo-tracked"]
     assert parent.info.status == "FINISHED" and parent.data.params["strategy"] == "bayesian"

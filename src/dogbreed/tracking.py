@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -283,7 +282,3 @@ def tracker_for(settings, warn: Callable[[str], None] = _stderr) -> NullTracker:
         _TRACKERS[key] = Tracker(uri, settings.source("tracking_uri"), warn)
     return _TRACKERS[key]
 
-
-def report_in_tmp(build: Callable[[Path], Path]) -> Callable[[], Path]:
-    """A report builder writing into a fresh temporary folder (for logging it as an artifact)."""
-    return lambda: build(Path(tempfile.mkdtemp(prefix="dogbreed-report-")))

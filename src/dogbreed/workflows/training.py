@@ -93,9 +93,9 @@ def _record(session: Session, backend, job: JobDescription, wait: bool) -> JobDe
 
 
 def _track(session: Session, job: JobDescription) -> None:
-    """Log the finished job to MLflow (when tracking is on), its report included."""
-    from dogbreed.tracking import report_in_tmp, tracker_for
+    """Log the finished job to MLflow (when tracking is on), its report included (written where
+    `dogbreed report` writes it, so `deploy` links it from the prediction page too)."""
+    from dogbreed.tracking import tracker_for
     from dogbreed.workflows.reports import write_report
 
-    tracker_for(session.settings).log_training(job, report_in_tmp(lambda out: write_report(session, job.name,
-                                                                                           str(out))))
+    tracker_for(session.settings).log_training(job, report=lambda: write_report(session, job.name, None))

@@ -103,12 +103,13 @@ def record_result(session: Session, result: TuningResult) -> dict | None:
     from dogbreed.hyperparameters import plain_value
 
     from dogbreed.report.build import tuning_report
-    from dogbreed.tracking import report_in_tmp, tracker_for
+    from dogbreed.tracking import tracker_for
 
     backend = session.backend()
     session.workspace.update(last_tuning_job={"name": result.name, "backend": backend.name})
     tracker_for(session.settings).log_tuning(result, backend.describe_job, final=True,
-                                             report=report_in_tmp(lambda out: tuning_report(result, out)[0]))
+                                             report=lambda: tuning_report(result, _report_folder(session,
+                                                                                                  result.name))[0])
     if result.status == IN_PROGRESS or result.best is None:
         return None
     best_job = backend.describe_job(result.best.name)
@@ -117,3 +118,7 @@ def record_result(session: Session, result: TuningResult) -> dict | None:
             "objective": {"metric": result.objective_metric, "value": result.best.objective}}
     session.workspace.update(best_job=best)
     return best
+
+
+def _report_folder(session: Session, name: str) -> Path:
+    return session.workspace.root / "reports" / name  # where `dogbreed report NAME` writes it
