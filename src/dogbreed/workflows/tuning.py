@@ -57,10 +57,10 @@ def start_tuning(session: Session, spec: TuningSpec, *, wait: bool = True, progr
                                      "max_parallel_jobs": spec.max_parallel_jobs, "early_stopping": spec.early_stopping,
                                      **{n: r.spec() for n, r in spec.space.ranges.items()},
                                      **spec.static_hyperparameters})
-    return backend.start_tuning(spec, wait=wait, progress=_tracked(session, progress))
+    return backend.start_tuning(spec, wait=wait, progress=_tracked(session, backend, progress))
 
 
-def _tracked(session: Session, progress: TuningProgress | None) -> TuningProgress | None:
+def _tracked(session: Session, backend, progress: TuningProgress | None) -> TuningProgress | None:
     """`progress`, and each finished trial logged to MLflow as a nested run (when tracking is on)."""
     from dogbreed.tracking import tracker_for
 
@@ -69,7 +69,7 @@ def _tracked(session: Session, progress: TuningProgress | None) -> TuningProgres
         return progress
 
     def both(result: TuningResult) -> None:
-        tracker.log_tuning(result, session.backend().describe_job)
+        tracker.log_tuning(result, backend.describe_job)
         if progress:
             progress(result)
 
@@ -78,7 +78,8 @@ def _tracked(session: Session, progress: TuningProgress | None) -> TuningProgres
 
 def attach_tuning(session: Session, name: str, *, wait: bool = True,
                   progress: TuningProgress | None = None) -> TuningResult:
-    return session.backend().attach_tuning(name, wait=wait, progress=_tracked(session, progress))
+    backend = session.backend()
+    return backend.attach_tuning(name, wait=wait, progress=_tracked(session, backend, progress))
 
 
 def resume_tuning(session: Session, name: str | None, *, wait: bool = True,
@@ -91,7 +92,7 @@ def resume_tuning(session: Session, name: str | None, *, wait: bool = True,
     if not target:
         raise StateError("no tuning job recorded; pass --resume NAME")
     backend = session.backend(last.get("backend") if target == last.get("name") else None)
-    return backend.require("resume_tuning")(target, wait=wait, progress=_tracked(session, progress))
+    return backend.require("resume_tuning")(target, wait=wait, progress=_tracked(session, backend, progress))
 
 
 def tuning_folder(session: Session, name: str) -> Path:
@@ -101,7 +102,6 @@ def tuning_folder(session: Session, name: str) -> Path:
 def record_result(session: Session, result: TuningResult) -> dict | None:
     """Remember the tuning job and, when it has one, its best trial for `train --from-best`."""
     from dogbreed.hyperparameters import plain_value
-
     from dogbreed.report.build import tuning_report
     from dogbreed.tracking import tracker_for
 
