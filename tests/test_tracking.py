@@ -13,6 +13,9 @@ import pytest
 from dogbreed.backends.base import JobDescription
 from dogbreed.tracking import EXPERIMENT, Tracker
 from tests.conftest import TINY_HPS, run_dogbreed
+from tests.test_train_sagemaker import AWS as SAGEMAKER_ARGS
+from tests.test_train_sagemaker import TINY as SAGEMAKER_TINY
+from tests.test_train_sagemaker import sagemaker_training  # noqa: F401 (the moto fixture)
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed: pip install 'dogbreed[mlflow]'")
 TINY = ["--arch", "resnet18", "--weights", "none", "--image-size", "32", "-H", "workers=0"]
@@ -144,3 +147,16 @@ def test_training_and_tuning_are_tracked_end_to_end(workspace, sample_data, tmp_
     best = parent.data.tags["dogbreed.best_trial"]
     assert parent.data.metrics["best_valid_loss"] == trials[best].data.metrics["valid_loss"]
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "report")] == ["report/report.html"]
+
+
+def test_a_sagemaker_job_is_tracked_from_what_it_reported(cli, workspace, sagemaker_training, tmp_path):  # noqa: F811
+    """moto plays SageMaker: the CLI logs the job from DescribeTrainingJob (no MLflow in any container)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    r = cli("--tracking-uri", uri, *SAGEMAKER_ARGS, "train", *SAGEMAKER_TINY)
+    assert r.exit_code == 0, r.output
+    (run,) = runs(uri)[0].values()
+    assert run.info.run_name == sagemaker_training[0]["TrainingJobName"]
+    assert run.data.tags["dogbreed.backend"] == "sagemaker" and run.data.params["epochs"] == "2"
+    assert run.data.tags["dogbreed.model_data"].startswith("s3://")
+    assert run.data.tags["rule.LossNotDecreasing"] == "IssuesFound" and run.data.tags["rule.Overfit"] == "NoIssuesFound"
+    assert f"mlflow: training job {run.info.run_name} logged as run {run.info.run_id}" in r.output
