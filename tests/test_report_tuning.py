@@ -83,3 +83,62 @@ def test_no_objective_yet_gives_a_page_without_a_chart(tmp_path):
     html, chart = tuning_report(_result("minimize", [None]), tmp_path)
     assert chart is None and not list(tmp_path.glob("*.png"))
     assert html.name == "report.html" and "<td>t1</td>" in html.read_text()
+
+
+def _many(n: int = 8) -> TuningResult:
+    """A SageMaker-like result: hyperparameters as SageMaker returns them (numbers and strings)."""
+    trials = [TrialResult(f"sm-{i:03d}", "Completed" if i % 4 else "Failed",
+                          {"lr": 0.0005 * 2 ** i, "batch-size": str(32 * (1 + i % 3)), "epochs": 1 + i % 2},
+                          1.0 / i if i % 4 else None, 60.0) for i in range(1, n + 1)]
+    best = min((t for t in trials if t.objective is not None), key=lambda t: t.objective)
+    return TuningResult("sm-hpo", "sagemaker", "Completed", "bayesian", "valid_loss", "minimize", n, trials, best)
+
+
+def test_a_sagemaker_job_gets_optunas_views_from_an_in_memory_study(tmp_path):
+    from dogbreed.report.optuna_views import load_study
+
+    result = _many()
+    study = load_study(result)
+    assert study._storage.__class__.__name__ == "InMemoryStorage"
+    assert len(study.trials) == 8 and study.best_trial.user_attrs["job"] == "sm-007"
+    assert study.best_trial.params == {"lr": 0.064, "batch-size": 64, "epochs": 2}
+    assert sum(t.state.name == "FAIL" for t in study.trials) == 2
+    html, history = tuning_report(result, tmp_path)
+    assert history == tmp_path / "history.png"
+    for name in ("history", "parallel_coordinate", "importances", "slice"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    page = html.read_text()
+    for title in ("Objective per trial, and the best so far", "Parallel coordinates", "Hyperparameter importances",
+                  "Objective against each hyperparameter"):
+        assert f"<h2>{title}" in page
+    assert "not drawn: no trial reported per-epoch values" in page  # SageMaker trials carry no epochs here
+    assert "optuna-dashboard" not in page  # no study file to open
+
+
+def test_a_local_job_is_drawn_from_its_study_and_names_the_dashboard_command(cli, workspace):
+    name = _local_valid_acc_job(workspace)
+    study_db = workspace / "tuning" / name / "study.db"
+    r = cli("report", name)
+    assert r.exit_code == 0, r.output
+    page = (workspace / "reports" / name / "report.html").read_text()
+    assert f"<code>optuna-dashboard sqlite:///{study_db}</code>" in page
+    assert (workspace / "reports" / name / "history.png").is_file()
+    assert page.count("data:image/png;base64,") >= 3  # history, parallel coordinates, importances, slice
+
+
+def test_per_epoch_values_of_a_local_study_are_drawn(workspace, tmp_path):
+    tuner = LocalTuner(Workspace.resolve(workspace))
+    space = build_space(range_args=["lr=0.001:0.1:log"], static={"epochs": 2})
+    name = tuner.create(TuningSpec(data="unused", static_hyperparameters={"epochs": 2}, space=space,
+                                   strategy="random", max_jobs=2, max_parallel_jobs=1, name="hpo-ep", seed=0))
+    folder = tuner.folder(name)
+    study = TuningStudy(folder, folder.read())
+    for i, losses in enumerate(([1.0, 0.8], [0.9, 0.6]), 1):
+        trial, _ = study.ask(space)
+        trial.set_user_attr("job", f"{name}-{i:03d}")
+        for epoch, loss in enumerate(losses, 1):
+            trial.report(loss, epoch)
+        study.complete(trial.number, losses[-1])
+    tuning_report(tuner.describe(name), tmp_path)
+    assert (tmp_path / "intermediate.png").is_file()
+    assert "not drawn" not in (tmp_path / "report.html").read_text().split("Objective per epoch")[1][:200]

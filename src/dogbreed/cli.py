@@ -148,12 +148,16 @@ class App:
               "or `role` in dogbreed.toml]")
 @click.option("--bucket", default=None, help="S3 bucket. [default: $DOGBREED_BUCKET, dogbreed.toml, or the "
               "SageMaker default bucket]")
+@click.option("--tracking-uri", default=None, metavar="URI",
+              help="Log jobs and tuning trials to MLflow (sqlite:///mlflow.db, http://host:5000, a SageMaker "
+              "MLflow ARN; needs dogbreed[mlflow]). [default: $DOGBREED_TRACKING_URI, dogbreed.toml, or off]")
 @click.pass_context
-def cli(ctx, workspace, backend, config_file, profile, region, role, bucket):
+def cli(ctx, workspace, backend, config_file, profile, region, role, bucket, tracking_uri):
     """Fine-tune, tune, debug, deploy and query a dog-breed classifier,
     on this machine (default) or on Amazon SageMaker."""
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
-    flags = {"config": config_file, "profile": profile, "region": region, "role": role, "bucket": bucket}
+    flags = {"config": config_file, "profile": profile, "region": region, "role": role, "bucket": bucket,
+             "tracking_uri": tracking_uri}
     ctx.obj = App(workspace, backend, flags={k: v for k, v in flags.items() if v is not None})
 
 

@@ -110,6 +110,9 @@ KEYS: tuple[Key, ...] = (
     Key("max_run", "duration", 6 * 3600, ("DOGBREED_MAX_RUN",), "stop a training job after this long"),
     Key("max_wait", "duration", None, ("DOGBREED_MAX_WAIT",),
         "spot only: give up after this long, waiting included (>= max_run)", default_note="2 x max_run"),
+    Key("tracking_uri", "str", None, ("DOGBREED_TRACKING_URI",),
+        "MLflow tracking URI: sqlite:///mlflow.db, a folder, http://host:5000 or a SageMaker MLflow ARN",
+        default_note="tracking off"),
 )
 KEY_NAMES = tuple(k.name for k in KEYS)
 _BY_NAME = {k.name: k for k in KEYS}

@@ -213,6 +213,8 @@ class Autoscaling:
     min_instances: int
     max_instances: int
     target_invocations: float  # per instance per minute (SageMakerVariantInvocationsPerInstance)
+    job: str | None = None  # the training job the model came from (local: shown on the prediction page)
+    report: str | None = None  # local: that job's report.html, linked from the prediction page
 
 
 @dataclass

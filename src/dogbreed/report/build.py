@@ -31,13 +31,14 @@ def training_report(job_dir: Path, out_dir: Path, *, name: str, status: str = ""
 
 
 def tuning_report(result: TuningResult, out_dir: Path, *, html_name: str = "report.html",
-                  chart_name: str = "trials.png") -> tuple[Path, Path | None]:
-    """The report of a tuning job (a `TuningResult`): `html_name` and its chart `chart_name` in
-    `out_dir`. Returns (html, chart); chart is None when no trial has an objective value yet."""
-    from dogbreed.report import charts, html
+                  chart_name: str = "history.png") -> tuple[Path, Path | None]:
+    """The report of a tuning job (a `TuningResult`): `html_name` and Optuna's views in `out_dir`,
+    the optimization history as `chart_name`. Returns (html, history chart); the chart is None
+    when no trial has an objective value yet."""
+    from dogbreed.report import html, optuna_views
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    chart = charts.tuning_objective(result, out_dir / chart_name)
+    views = optuna_views.draw(optuna_views.load_study(result), out_dir, history_name=chart_name)
     path = out_dir / html_name
-    atomic_write_text(path, html.tuning_page(result, {"objective": chart}))
-    return path, chart
+    atomic_write_text(path, html.tuning_page(result, views, optuna_views.dashboard_command(result)))
+    return path, views[0].path

@@ -4,12 +4,6 @@ returns the file it wrote, or None when there is nothing to plot."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from dogbreed.backends.base import TuningResult
-
-STATUS_COLORS = {"Completed": "tab:blue", "Stopped": "tab:orange"}  # any other status (Failed): red
 
 
 def _plt():
@@ -73,9 +67,10 @@ def system_usage(snapshots: list[dict], path: Path) -> Path | None:
         ax.plot(x, [s["gpu"] or 0 for s in snapshots], label="GPU %")
         ax.plot(x, [s["gpu_mem"] or 0 for s in snapshots], label="GPU memory %")
     ax.plot(x, [s["iowait"] for s in snapshots], label="I/O wait %")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(-2, 105)  # headroom: a line at 100% stays visible instead of merging with the frame
+    ax.set_yticks(range(0, 101, 20))
     ax.set_xlabel("seconds since the first sample")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # beside the plot, never over a line
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
@@ -97,55 +92,27 @@ def step_times(steps: list[dict], path: Path) -> Path | None:
 
 
 def confusion(matrix: list[list[int]], classes: list[str], path: Path) -> Path | None:
-    if not matrix:
+    """The full matrix, only while its labels are readable (`report.classes.READABLE_CLASSES`);
+    counts written in white on dark cells and in black on light ones."""
+    from dogbreed.report.classes import READABLE_CLASSES, labels
+
+    if not matrix or len(matrix) > READABLE_CLASSES:
         return None
     plt = _plt()
     n = len(matrix)
-    size = min(14, 3 + n * 0.12) if n > 20 else 3 + n * 0.5
+    size = 3 + n * 0.42
     fig, ax = plt.subplots(figsize=(size + 1, size))
     im = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    if n <= 30:
-        labels = [c.split(".", 1)[-1][:18] for c in classes]
-        ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
-        ax.set_yticks(range(n), labels, fontsize=7)
-        if n <= 12:
-            for i in range(n):
-                for j in range(n):
-                    ax.text(j, i, matrix[i][j], ha="center", va="center", fontsize=8)
-    return _save(fig, path)
-
-
-def tuning_objective(result: TuningResult, path: Path) -> Path | None:
-    """The objective of each trial (a `TuningResult`), against trial order and against each
-    numeric hyperparameter; the best trial circled."""
-    import math
-
-    points = [(i, t) for i, t in enumerate(result.trials, 1)
-              if t.objective is not None and not math.isnan(t.objective)]
-    if not points:
-        return None
-    plt = _plt()
-    keys = sorted({k for _, t in points for k, v in t.hyperparameters.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)})
-    fig, axes = plt.subplots(1, 1 + len(keys), figsize=(3.6 * (1 + len(keys)), 3.4), squeeze=False)
-    axes = axes[0]
-    colors = [STATUS_COLORS.get(t.status, "tab:red") for _, t in points]
-    axes[0].scatter([i for i, _ in points], [t.objective for _, t in points], c=colors)
-    best = next(((i, t) for i, t in points if result.best is not None and t.name == result.best.name), None)
-    if best is not None:
-        axes[0].scatter([best[0]], [best[1].objective], s=160, facecolors="none", edgecolors="black", label="best")
-        axes[0].legend(loc="best")
-    axes[0].set_title(f"objective per trial ({result.strategy})")
-    axes[0].set_xlabel("trial")
-    axes[0].set_ylabel(result.objective_metric)
-    for ax, k in zip(axes[1:], keys):
-        with_k = [(t.hyperparameters[k], t.objective, c) for (_, t), c in zip(points, colors) if k in t.hyperparameters]
-        ax.scatter([x for x, _, _ in with_k], [y for _, y, _ in with_k], c=[c for _, _, c in with_k])
-        if k == "lr":
-            ax.set_xscale("log")
-        ax.set_title(f"objective vs {k}")
-        ax.set_xlabel(k)
+    names = [name[:28] for name in labels(classes)]
+    ax.set_xticks(range(n), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), names, fontsize=7)
+    dark = max(max(row) for row in matrix) / 2
+    for i in range(n):
+        for j in range(n):
+            if matrix[i][j] or i == j:
+                ax.text(j, i, matrix[i][j], ha="center", va="center", fontsize=8 if n <= 12 else 6,
+                        color="white" if matrix[i][j] > dark else "#111")
     return _save(fig, path)

@@ -76,17 +76,15 @@ def training_page(d, figs: dict[str, Path | None], verdict: dict | None = None) 
     prof = ""
     if d.profiler:
         f = d.profiler["findings"]
-        prof = table(["check (ProfilerReport)", "triggered", "datapoints", "details"],
-                     [[x["rule"], "yes" if x["triggered"] else "no", x["datapoints"], x["details"]] for x in f],
+        from dogbreed.report.findings import why
+
+        prof = table(["check (ProfilerReport)", "triggered", "why", "datapoints", "measured"],
+                     [[x["rule"], "yes" if x["triggered"] else "no", why(x), x["datapoints"], x["details"]] for x in f],
                      ["bad" if x["triggered"] else "" for x in f])
         s = d.profiler["steps"]
         if s["count"]:
             prof += (f"<p>{s['count']} training steps, median {fmt(s['median_s'], 3)} s, p95 {fmt(s['p95_s'], 3)} s; "
                      f"{fmt(s['data_wait_share'], 1)}% of step time spent waiting for data.</p>")
-    per_breed = ""
-    if test.get("per_breed_accuracy"):
-        per_breed = table(["breed", "test accuracy"],
-                          [[k, fmt(v, 3)] for k, v in sorted(test["per_breed_accuracy"].items(), key=lambda kv: kv[1])])
     notes = "".join(f"<p class='note'>{esc(n)}</p>" for n in d.notes)
     marked = ("<p class='note'>Dashed red lines: where a rule fired (SageMaker parity, per-batch values).</p>"
               if any(r.get("FiredAt") and r.get("RuleEvaluationStatus") == "IssuesFound" for r in d.rules) else "")
@@ -95,11 +93,34 @@ def training_page(d, figs: dict[str, Path | None], verdict: dict | None = None) 
         ("Loss curves (debugger tensors)", image(figs.get("losses")) + marked if figs.get("losses") else ""),
         ("Debugger rules (SageMaker parity)", rules), ("Profiler summary", prof),
         ("System usage", image(figs.get("system"))), ("Step times", image(figs.get("steps"))),
-        ("Test confusion matrix", image(figs.get("confusion"))), ("Per-breed test accuracy", per_breed)])
+        *breed_sections(test, figs.get("confusion"))])
 
 
-def tuning_page(result: TuningResult, figs: dict[str, Path | None]) -> str:
-    """The page of a tuning job (a `TuningResult`): summary, trials best first, the objective chart."""
+def breed_sections(test: dict, confusion: Path | None) -> list[tuple[str, str]]:
+    """Most confused pairs, per-breed accuracy worst first, and the full matrix where readable."""
+    from dogbreed.report.classes import READABLE_CLASSES, TOP_PAIRS, confused_pairs, per_breed
+
+    matrix, classes = test.get("confusion_matrix"), test.get("classes") or []
+    if not matrix:
+        return []
+    pairs = confused_pairs(matrix, classes)
+    pairs_html = (table(["true breed", "predicted as", "test images", "share of the true breed"],
+                        [[p.true, p.predicted, p.count, f"{100 * p.share:.0f}%"] for p in pairs])
+                  if pairs else "<p class='ok'>no test image was confused with another breed</p>")
+    breeds = per_breed(matrix, classes)
+    breeds_html = table(["breed", "test accuracy", "correct / images"],
+                        [[b.breed, fmt(b.accuracy, 3), f"{b.correct} / {b.images}"] for b in breeds],
+                        ["bad" if b.accuracy < 0.5 else "" for b in breeds])
+    matrix_html = image(confusion) if confusion else (
+        f"<p class='note'>{len(matrix)} breeds: the full {len(matrix)} x {len(matrix)} matrix is drawn only up to "
+        f"{READABLE_CLASSES} breeds, where its labels stay readable; the two tables above carry it.</p>")
+    return [(f"Most confused pairs (top {TOP_PAIRS})", pairs_html),
+            ("Per-breed test accuracy, worst first", breeds_html), ("Test confusion matrix", matrix_html)]
+
+
+def tuning_page(result: TuningResult, views: list, dashboard: str | None = None) -> str:
+    """The page of a tuning job (a `TuningResult`): summary, trials best first, Optuna's views
+    (`report.optuna_views.View`), and the command that opens the study in optuna-dashboard."""
     from dogbreed.report.trials import trial_rows
 
     best = result.best
@@ -109,6 +130,10 @@ def tuning_page(result: TuningResult, figs: dict[str, Path | None]) -> str:
                       best.name if best else "-", fmt(best.objective if best else None)]])
     if result.failure_reason and result.status != "Completed":
         summary += f"<p class='note'>{esc(result.failure_reason)}</p>"
+    if dashboard:
+        summary += (f"<p>Explore this study interactively with Optuna's dashboard: "
+                    f"<code>{esc(dashboard)}</code></p>")
     header, *rows = trial_rows(result)
+    drawn = [(v.title, image(v.path) if v.path else f"<p class='note'>not drawn: {esc(v.note)}</p>") for v in views]
     return page(f"Tuning job {result.name}", [("Summary", summary), ("Trials, best first", table(header, rows)),
-                                              ("Objective", image(figs.get("objective")))])
+                                              *drawn])

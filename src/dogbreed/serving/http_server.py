@@ -1,5 +1,5 @@
 """The HTTP side of the model server: `GET /ping`, `POST /invocations` (and `GET /`, a page to
-try the endpoint), the SageMaker contract over a `ModelServer`.
+try the endpoint, with `GET /about` and `GET /report` behind it), the SageMaker contract over a `ModelServer`.
 
 Every error answers JSON `{"error": ...}`: the exception's `status_code` when it has one (the
 toolkit's rule), 413 over the body limit, 500 otherwise; the server keeps serving. `/ping`
@@ -15,7 +15,6 @@ whose request line and headers take longer than HEADER_DEADLINE_S in all (408).
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import json
 import os
@@ -25,8 +24,8 @@ import threading
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
+from dogbreed.serving import page
 from dogbreed.serving.app import REQUEST_TIMEOUT_S, ModelServer
 from dogbreed.serving.errors import HttpError
 from dogbreed.serving.limits import HEADER_DEADLINE_S, MAX_BODY_BYTES, MAX_CONNECTIONS, RETRY_AFTER_S
@@ -64,6 +63,7 @@ class Handler(BaseHTTPRequestHandler):
     token: str = ""
     allowed_hosts: frozenset = frozenset()  # empty: any Host
     host_ok = True  # False: a foreign Host, which is not told the endpoint's token
+    page_info: page.PageInfo  # what GET /about and GET /report tell
 
     def log_message(self, fmt, *args):  # one line per error only; access logs would cost CPU
         pass
@@ -120,7 +120,14 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         path = self.path.split("?")[0]
         if path in ("/", "/index.html"):
-            return self._send(200, prediction_page(), "text/html; charset=utf-8")
+            return self._send(200, page.prediction_page(), "text/html; charset=utf-8")
+        if path == "/about":
+            return self._send_json(200, page.about(self.page_info, self.app.model_dir))
+        if path == "/report":
+            report = page.report_html(self.page_info)
+            if report is None:
+                return self._send_json(404, {"error": "this endpoint was deployed without a report"})
+            return self._send(200, report, "text/html; charset=utf-8")
         if path != "/ping":
             return self._send_json(404, {"error": f"no such path {self.path}: use GET /ping or POST /invocations"})
         if self.app.healthy():
@@ -192,11 +199,6 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.close_connection = True
 
-
-@functools.lru_cache(maxsize=1)
-def prediction_page() -> bytes:
-    """GET /: a self-contained page (no external assets) to try the endpoint in a browser."""
-    return (Path(__file__).with_name("page.html")).read_bytes()
 
 
 class Watchdog:
@@ -301,8 +303,11 @@ def allowed_host_names(host: str, extra=()) -> frozenset:
 
 
 def make_http_server(app: ModelServer | None, host: str = "127.0.0.1", port: int = 8080, *, token: str = "",
-                     allowed_hosts=(), max_connections: int = MAX_CONNECTIONS, tick=None) -> ThreadingHTTPServer:
-    """Bind now (the port is ours or this raises OSError); `app` may be set later, before serving."""
+                     allowed_hosts=(), max_connections: int = MAX_CONNECTIONS, tick=None,
+                     page_info: page.PageInfo | None = None) -> ThreadingHTTPServer:
+    """Bind now (the port is ours or this raises OSError); `app` may be set later, before serving.
+    `page_info`: what the prediction page tells about the model."""
     handler = type("BoundHandler", (Handler,), {"app": app, "token": token,
-                                                "allowed_hosts": allowed_host_names(host, allowed_hosts)})
+                                                "allowed_hosts": allowed_host_names(host, allowed_hosts),
+                                                "page_info": page_info or page.PageInfo()})
     return _Server((host, port), handler, max_connections=max_connections, tick=tick)

@@ -24,11 +24,13 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from dogbreed.serving.app import ModelServer
 from dogbreed.serving.errors import ModelLoadError
 from dogbreed.serving.http_server import make_http_server
 from dogbreed.serving.limits import DECODE_BUDGET_BYTES, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, MAX_LOG_BYTES
+from dogbreed.serving.page import PageInfo
 
 ENV_TOKEN = "DOGBREED_ENDPOINT_TOKEN"
 
@@ -70,13 +72,14 @@ def log_rotator(path, max_bytes: int = MAX_LOG_BYTES):
 def serve(model_dir, *, host: str = "127.0.0.1", port: int = 8080, entry_point=None,
           max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
           lifetime_s: float | None = None, allowed_hosts=(), token: str | None = None, log_file=None,
-          decode_budget_bytes: int = DECODE_BUDGET_BYTES, log=print) -> None:
+          decode_budget_bytes: int = DECODE_BUDGET_BYTES, page_info: PageInfo | None = None, log=print) -> None:
     """Bind, load, serve until SIGTERM/SIGINT (or `lifetime_s` has passed); then close the
-    socket and stop the model thread."""
+    socket and stop the model thread. `page_info`: what the prediction page shows."""
     return_freed_memory_to_the_system()
     try:  # bind before loading: two servers on one port fail here, before either looks healthy
         httpd = make_http_server(None, host, port, token=token or os.environ.get(ENV_TOKEN, ""),
-                                 allowed_hosts=allowed_hosts, tick=log_rotator(log_file) if log_file else None)
+                                 allowed_hosts=allowed_hosts, tick=log_rotator(log_file) if log_file else None,
+                                 page_info=page_info)
     except OSError as exc:
         raise ModelLoadError(f"cannot listen on {host}:{port} ({exc.strerror}): pick another --port") from None
     try:
@@ -131,6 +134,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--decode-budget-mb", type=float, default=DECODE_BUDGET_BYTES / 2**20,
                    help=f"memory for decoding images across concurrent requests "
                         f"(default: {DECODE_BUDGET_BYTES >> 20}, or $DOGBREED_DECODE_BUDGET_MB)")
+    p.add_argument("--name", default=None, help="endpoint name, shown on the prediction page (GET /)")
+    p.add_argument("--job", default=None, help="training job of the model, shown on the prediction page")
+    p.add_argument("--report", type=Path, default=None, help="report.html of that job, served at GET /report")
     return p
 
 
@@ -140,7 +146,8 @@ def main(argv=None) -> int:
         serve(args.model_dir, host=args.host, port=args.port, entry_point=args.entry_point,
               max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, lifetime_s=args.lifetime_s,
               allowed_hosts=args.allow_host, log_file=args.log_file,
-              decode_budget_bytes=int(args.decode_budget_mb * 2**20), log=lambda m: print(m, flush=True))
+              decode_budget_bytes=int(args.decode_budget_mb * 2**20),
+              page_info=PageInfo(args.name, args.job, args.report), log=lambda m: print(m, flush=True))
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1

@@ -17,6 +17,7 @@ def recorded_model(session: Session) -> str:
 def deploy(session: Session, spec: EndpointSpec, log: LogSink | None = None) -> EndpointDescription:
     """Deploy on the chosen backend and remember the endpoint for `predict`."""
     session.workspace.state()  # a corrupt state.json stops us here, before a server runs unrecorded
+    spec = _with_origin(session, spec)
     backend = session.backend()
     if spec.autoscaling:
         backend.require("autoscale_endpoint")  # refused before anything starts where there is no such thing
@@ -25,6 +26,17 @@ def deploy(session: Session, spec: EndpointSpec, log: LogSink | None = None) -> 
                                        "model_data": spec.model_data,
                                        **{k: desc.extra[k] for k in ("pid", "port") if k in desc.extra}})
     return desc
+
+
+def _with_origin(session: Session, spec: EndpointSpec) -> EndpointSpec:
+    """The recorded model's training job, and its report (`dogbreed report`) when one was written."""
+    from dataclasses import replace
+
+    recorded = session.workspace.get("model_data") or {}
+    if spec.job or recorded.get("uri") != spec.model_data:
+        return spec
+    report = session.workspace.root / "reports" / recorded["job"] / "report.html"
+    return replace(spec, job=recorded["job"], report=str(report) if report.is_file() else spec.report)
 
 
 def resolve_endpoint(session: Session, name: str | None) -> tuple:

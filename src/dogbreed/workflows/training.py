@@ -54,6 +54,9 @@ def run_training(session: Session, spec: TrainingJobSpec, *, wait: bool = True,
     """Run `spec` on the chosen backend and record it (and its model, once Completed). With
     `wait` and the debugger on, rule statuses are refreshed while the job runs and changes
     go to `log`; the finished job's description carries the verdict (`extra["verdict"]`)."""
+    from dogbreed.tracking import tracker_for
+
+    tracker_for(session.settings)  # a tracking URI that cannot be used fails here, before the job
     backend = session.backend()
     i = spec.instrumentation
     if i is not None and i.debugger:
@@ -149,6 +152,9 @@ class LiveRules(threading.Thread):
 
 def resume_training(session: Session, name: str | None, *, log: LogSink | None = None) -> JobDescription:
     """Run a Failed/Stopped job again from its last checkpoint (default: the last training job)."""
+    from dogbreed.tracking import tracker_for
+
+    tracker_for(session.settings)
     backend, name = _job_backend(session, name, "--resume JOB")
     return _record(session, backend, backend.require("resume_training_job", name)(name, log=log), wait=True)
 
@@ -172,9 +178,19 @@ def _record(session: Session, backend, job: JobDescription, wait: bool) -> JobDe
     session.workspace.update(last_training_job={"name": job.name, "backend": backend.name})
     if not wait:
         return job
+    _track(session, job)
     if job.status != COMPLETED:
         hint = (f"; continue it with `dogbreed train --resume {job.name}`"
                 if backend.supports("resume_training_job") else "")
         raise JobFailedError(f"training job {job.name} {job.status}: {job.failure_reason}{hint}")
     session.workspace.update(model_data={"uri": job.model_data, "job": job.name, "backend": backend.name})
     return job
+
+
+def _track(session: Session, job: JobDescription) -> None:
+    """Log the finished job to MLflow (when tracking is on), its report included (written where
+    `dogbreed report` writes it, so `deploy` links it from the prediction page too)."""
+    from dogbreed.tracking import tracker_for
+    from dogbreed.workflows.reports import write_report
+
+    tracker_for(session.settings).log_training(job, report=lambda: write_report(session, job.name, None))

@@ -43,6 +43,9 @@ def tuning_spec(session: Session, *, data: str | None, static: dict[str, Any], r
 def start_tuning(session: Session, spec: TuningSpec, *, wait: bool = True, progress: TuningProgress | None = None,
                  log: LogSink = print) -> TuningResult:
     """Check `spec` on the chosen backend (its notes go to `log`), record it as the last tuning job, start it."""
+    from dogbreed.tracking import tracker_for
+
+    tracker = tracker_for(session.settings)  # a tracking URI that cannot be used fails here, before any trial
     backend = session.backend()
     for note in backend.check_tuning(spec):
         log(note)
@@ -50,12 +53,33 @@ def start_tuning(session: Session, spec: TuningSpec, *, wait: bool = True, progr
         f"{spec.strategy}; {spec.space.objective.goal} {spec.space.objective.metric} over "
         + ", ".join(f"{n}={r.spec()}" for n, r in spec.space.ranges.items()))
     session.workspace.update(last_tuning_job={"name": spec.name, "backend": backend.name})
-    return backend.start_tuning(spec, wait=wait, progress=progress)
+    tracker.start_tuning(spec.name, {"strategy": spec.strategy, "max_jobs": spec.max_jobs,
+                                     "max_parallel_jobs": spec.max_parallel_jobs, "early_stopping": spec.early_stopping,
+                                     **{n: r.spec() for n, r in spec.space.ranges.items()},
+                                     **spec.static_hyperparameters})
+    return backend.start_tuning(spec, wait=wait, progress=_tracked(session, backend, progress))
+
+
+def _tracked(session: Session, backend, progress: TuningProgress | None) -> TuningProgress | None:
+    """`progress`, and each finished trial logged to MLflow as a nested run (when tracking is on)."""
+    from dogbreed.tracking import tracker_for
+
+    tracker = tracker_for(session.settings)
+    if not tracker.enabled:
+        return progress
+
+    def both(result: TuningResult) -> None:
+        tracker.log_tuning(result, backend.describe_job)
+        if progress:
+            progress(result)
+
+    return both
 
 
 def attach_tuning(session: Session, name: str, *, wait: bool = True,
                   progress: TuningProgress | None = None) -> TuningResult:
-    return session.backend().attach_tuning(name, wait=wait, progress=progress)
+    backend = session.backend()
+    return backend.attach_tuning(name, wait=wait, progress=_tracked(session, backend, progress))
 
 
 def resume_tuning(session: Session, name: str | None, *, wait: bool = True,
@@ -68,7 +92,7 @@ def resume_tuning(session: Session, name: str | None, *, wait: bool = True,
     if not target:
         raise StateError("no tuning job recorded; pass --resume NAME")
     backend = session.backend(last.get("backend") if target == last.get("name") else None)
-    return backend.require("resume_tuning", target)(target, wait=wait, progress=progress)
+    return backend.require("resume_tuning", target)(target, wait=wait, progress=_tracked(session, backend, progress))
 
 
 def tuning_folder(session: Session, name: str) -> Path:
@@ -78,9 +102,14 @@ def tuning_folder(session: Session, name: str) -> Path:
 def record_result(session: Session, result: TuningResult) -> dict | None:
     """Remember the tuning job and, when it has one, its best trial for `train --from-best`."""
     from dogbreed.hyperparameters import plain_value
+    from dogbreed.report.build import tuning_report
+    from dogbreed.tracking import tracker_for
 
     backend = session.backend()
     session.workspace.update(last_tuning_job={"name": result.name, "backend": backend.name})
+    tracker_for(session.settings).log_tuning(result, backend.describe_job, final=True,
+                                             report=lambda: tuning_report(result, _report_folder(session,
+                                                                                                  result.name))[0])
     if result.status == IN_PROGRESS or result.best is None:
         return None
     best_job = backend.describe_job(result.best.name)
@@ -89,3 +118,7 @@ def record_result(session: Session, result: TuningResult) -> dict | None:
             "objective": {"metric": result.objective_metric, "value": result.best.objective}}
     session.workspace.update(best_job=best)
     return best
+
+
+def _report_folder(session: Session, name: str) -> Path:
+    return session.workspace.root / "reports" / name  # where `dogbreed report NAME` writes it

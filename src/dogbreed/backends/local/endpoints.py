@@ -184,6 +184,8 @@ class LocalEndpoints:
                "--log-file", str(log_file)]
         if spec.auto_delete_after_s:
             cmd += ["--lifetime-s", str(spec.auto_delete_after_s)]
+        cmd += ["--name", name, *(["--job", spec.job] if spec.job else []),
+                *(["--report", str(Path(spec.report).resolve())] if spec.report else [])]
         with open(log_file, "ab") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     cwd=folder, start_new_session=True,
