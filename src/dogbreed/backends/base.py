@@ -203,6 +203,8 @@ class EndpointSpec:
     timeout_s: float = 600.0  # how long deploy waits for the endpoint to turn healthy
     auto_delete_after_s: int | None = None  # local: the server exits; SageMaker: expiry tag for cleanup
     autoscaling: Autoscaling | None = None  # SageMaker real-time only (capability "autoscale_endpoint")
+    job: str | None = None  # the training job the model came from (local: shown on the prediction page)
+    report: str | None = None  # local: that job's report.html, linked from the prediction page
 
 
 @dataclass(frozen=True)
@@ -213,8 +215,6 @@ class Autoscaling:
     min_instances: int
     max_instances: int
     target_invocations: float  # per instance per minute (SageMakerVariantInvocationsPerInstance)
-    job: str | None = None  # the training job the model came from (local: shown on the prediction page)
-    report: str | None = None  # local: that job's report.html, linked from the prediction page
 
 
 @dataclass
