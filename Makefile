@@ -55,7 +55,11 @@ $(TOOLKITS_VENV)/.installed: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/dogbreed demo
 
-test: $(STAMP) browser-deps
+# ruff (configured in pyproject.toml): pycodestyle + pyflakes, 120-character lines
+lint: $(STAMP)
+	$(BIN)/ruff check src tests scripts benchmarks
+
+test: $(STAMP) browser-deps lint
 	-$(MAKE) --no-print-directory toolkits
 	$(BIN)/python -m pytest -q
 
