@@ -39,7 +39,7 @@ def test_bad_config_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown arch"):
         cfg(arch="vgg16")
     with pytest.raises(ConfigError, match="freeze"):
-        cfg(freeze="all")
+        cfg(freeze="everything")
 
 
 def test_artifacts_round_trip_exactly(tmp_path):

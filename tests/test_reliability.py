@@ -166,7 +166,7 @@ def bad_cli_cases(tmp: "os.PathLike"):
         (["train", "--from-best"], 1, "no best job recorded"),
         (["tune", "--max-jobs", "2", "--max-parallel-jobs", "5", "--data", tmp], 1, "max-parallel-jobs"),
         (["tune", "--range", "lr=0.1:0.001:log", "--data", tmp], 1, ""),
-        (["jobs", "no-such-job"], 1, "no local job named"),
+        (["jobs", "no-such-job"], 1, "no training or tuning job named 'no-such-job'"),
         (["report", "no-such-job"], 1, ""),
         (["deploy", "--model-data", tmp / "missing.tar.gz"], 1, ""),
         (["deploy", "--model-data", tmp / "corrupt.tar.gz"], 1, ""),

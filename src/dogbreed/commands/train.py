@@ -111,6 +111,7 @@ def train(app, data, from_best, from_job, lr, batch_size, epochs, arch, weights,
       dogbreed train --resume                          # continue a killed job from its checkpoint
     """
     from dogbreed.backends.base import Instrumentation
+    from dogbreed.rules.config import collections
     from dogbreed.workflows import training
 
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
@@ -123,6 +124,7 @@ def train(app, data, from_best, from_job, lr, batch_size, epochs, arch, weights,
         show_outcome(training.resume_training(app, resume_of or None, log=log), True, echo, as_json)
         return
     debugger = not no_debugger and debugger_mode != "off"
+    collections(debug_params)  # a malformed --debug-param fails here, before any check of the job
     instrumentation = Instrumentation(debugger=debugger, debugger_mode=debugger_mode if debugger else "off",
                                       profiler=profiler, collection_overrides=tuple(debug_params),
                                       rule_params=parse_rule_params(rule_params),
