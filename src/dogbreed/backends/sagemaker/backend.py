@@ -1,4 +1,4 @@
-"""SageMakerBackend: the Backend interface on Amazon SageMaker (SDK v2)."""
+"""SageMakerBackend: the Backend interface on Amazon SageMaker (SDK v2 or v3: see sdk.py)."""
 
 from __future__ import annotations
 
@@ -34,18 +34,11 @@ class SageMakerBackend(Backend):
 
     # -- training jobs ---------------------------------------------------------------------
     def run_training_job(self, spec: TrainingJobSpec, *, wait: bool = True, log=None) -> JobDescription:
-        from dogbreed.backends.sagemaker.debugger import estimator_kwargs
-
         training.check_s3_data(spec.data)
         spec = training.with_job_name(spec)
         if log:
             log(training.cost_estimate(self.ctx, spec).line())
-        instrumentation = estimator_kwargs(spec.instrumentation)
-        est = training.make_estimator(self.ctx, spec, str(stage_source_dir()), **instrumentation)
-        est.fit({"training": spec.data}, wait=False, job_name=spec.job_name)
-        name = est.latest_training_job.name
-        if wait:
-            est.latest_training_job.wait(logs="All" if log else "None")
+        name = training.start(self.ctx, spec, str(stage_source_dir()), wait=wait, logs=bool(log))
         return self.describe_job(name)
 
     def describe_job(self, name: str) -> JobDescription:

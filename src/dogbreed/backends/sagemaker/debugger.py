@@ -20,9 +20,15 @@ def estimator_kwargs(instrumentation: Instrumentation | None) -> dict:
 
     i = instrumentation or Instrumentation(debugger=False, profiler=False)
 
+    import importlib
+
+    from dogbreed.backends.sagemaker import sdk
+
     import_sagemaker()
-    from sagemaker.debugger import (CollectionConfig, DebuggerHookConfig, ProfilerConfig, ProfilerRule, Rule,
-                                    rule_configs)
+    dbg = importlib.import_module(sdk.builders().DEBUGGER_MODULE)  # the same classes in v2 and v3
+    CollectionConfig, DebuggerHookConfig, ProfilerConfig = (dbg.CollectionConfig, dbg.DebuggerHookConfig,
+                                                            dbg.ProfilerConfig)
+    ProfilerRule, Rule, rule_configs = dbg.ProfilerRule, dbg.Rule, dbg.rule_configs
 
     kwargs: dict = {}
     rules = []

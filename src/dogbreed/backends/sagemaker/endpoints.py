@@ -1,4 +1,5 @@
-"""Endpoints on SageMaker: PyTorchModel(entry_point="inference.py") over the staged source dir,
+"""Endpoints on SageMaker: the model (the artifact plus the staged source dir as code/, entry point
+inference.py; built by the installed SDK major, sdk.py),
 real-time or serverless; invoked through sagemaker-runtime with boto3 only (no SDK import)."""
 
 from __future__ import annotations
@@ -36,35 +37,25 @@ def model_data_uri(ctx: AwsContext, model_data: str, name: str) -> str:
 
 
 def deploy(ctx: AwsContext, spec: EndpointSpec, source_dir: str, log=None) -> EndpointDescription:
+    from dogbreed.backends.sagemaker import sdk
     from dogbreed.backends.sagemaker.session import import_sagemaker
 
     check_spec(spec)
     import_sagemaker()
-    from sagemaker.pytorch import PyTorchModel
-    from sagemaker.serverless import ServerlessInferenceConfig
-
     s = ctx.settings
     name = spec.name or f"dogbreed-{time.strftime('%Y%m%d-%H%M%S')}"
     uri = model_data_uri(ctx, spec.model_data, name)
-    model = PyTorchModel(model_data=uri, role=ctx.role, entry_point="inference.py", source_dir=source_dir,
-                         framework_version=s.inference_framework_version, py_version=s.py_version,
-                         sagemaker_session=ctx.sagemaker_session, name=name)
-    if spec.serverless:
-        where = {"serverless_inference_config": ServerlessInferenceConfig(memory_size_in_mb=spec.memory_mb,
-                                                                          max_concurrency=spec.max_concurrency)}
-        what = f"serverless ({spec.memory_mb} MB, max concurrency {spec.max_concurrency})"
-    else:
-        instance = spec.instance_type or s.inference_instance_type
-        where = {"initial_instance_count": 1, "instance_type": instance}
-        what = f"1 x {instance}"
+    instance = None if spec.serverless else spec.instance_type or s.inference_instance_type
+    what = f"serverless ({spec.memory_mb} MB, max concurrency {spec.max_concurrency})" if spec.serverless \
+        else f"1 x {instance}"
     if log:
         log(f"deploying {uri} to endpoint {name} on {what}; this takes several minutes")
     from dogbreed.backends.sagemaker import costs
 
     tags = costs.expiry_tags(spec.auto_delete_after_s) if spec.auto_delete_after_s else None
-    model.deploy(endpoint_name=name, wait=True, tags=tags, **where)
+    sdk.builders().deploy_model(ctx, spec, source_dir, uri, name, tags)
     if log:
-        log(costs.endpoint_reminder(name, None if spec.serverless else where["instance_type"], 1,
+        log(costs.endpoint_reminder(name, instance, 1,
                                     serverless_memory_mb=spec.memory_mb if spec.serverless else None,
                                     auto_delete_after_s=spec.auto_delete_after_s))
     return describe(ctx, name)

@@ -19,12 +19,15 @@ PY_VERSION = "py312"
 
 
 def import_sagemaker():
-    """Import the SDK quietly (no v2 deprecation banner, no config INFO lines on stdout)."""
+    """Import the SDK quietly (no v2 deprecation banner, no config INFO lines on stdout), after
+    checking its major (dogbreed.backends.sagemaker.sdk) without importing it."""
+    from dogbreed._imports import require
+    from dogbreed.backends.sagemaker import sdk
+
+    sdk.major()
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
-    from dogbreed._imports import require
-
-    return require("sagemaker", "the SageMaker backend", "sagemaker>=2.257,<3")
+    return require("sagemaker", "the SageMaker backend", sdk.SUPPORTED_LINE)
 
 
 @dataclass
@@ -81,8 +84,11 @@ class AwsContext:
 
     @cached_property
     def sagemaker_session(self):
-        sagemaker = import_sagemaker()
-        return sagemaker.Session(boto_session=self.boto_session, default_bucket=self.settings.bucket or None)
+        """The installed SDK major's Session (v2: sagemaker.Session, v3: sagemaker.core's)."""
+        from dogbreed.backends.sagemaker import sdk
+
+        import_sagemaker()
+        return sdk.builders().session(self.boto_session, self.settings.bucket or None)
 
     @property
     def region(self) -> str:

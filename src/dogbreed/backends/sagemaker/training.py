@@ -64,12 +64,18 @@ def with_job_name(spec: TrainingJobSpec) -> TrainingJobSpec:
     """`spec` with a unique job name, chosen before the estimator exists (the checkpoint path needs it)."""
     import dataclasses
 
+    from dogbreed.backends.sagemaker import sdk
     from dogbreed.backends.sagemaker.session import import_sagemaker
 
     import_sagemaker()
-    from sagemaker.utils import name_from_base
+    return spec if spec.job_name else dataclasses.replace(spec, job_name=sdk.builders().name_from_base(spec.base_name))
 
-    return spec if spec.job_name else dataclasses.replace(spec, job_name=name_from_base(spec.base_name))
+
+def start(ctx: AwsContext, spec: TrainingJobSpec, source_dir: str, *, wait: bool, logs: bool) -> str:
+    """Start the job through the installed SDK major (sdk.py); its name."""
+    from dogbreed.backends.sagemaker import sdk
+
+    return sdk.builders().start_training(ctx, spec, source_dir, wait=wait, logs=logs)
 
 
 def cost_estimate(ctx: AwsContext, spec: TrainingJobSpec):
