@@ -156,6 +156,8 @@ def start_training(ctx: AwsContext, spec: TrainingJobSpec, source_dir: str, *, w
         request = trainer._create_training_job_args(
             input_data_config=[InputData(channel_name="training", data_source=spec.data)])
         request["training_job_name"] = spec.job_name
+        # v2's PyTorch estimator turns on the metrics time series (console charts); ModelTrainer has no knob
+        request["algorithm_specification"].enable_sage_maker_metrics_time_series = True
         output_path = trainer.output_data_config.s3_output_path
         request.update(_shapes(debugger_request(ctx, spec, output_path, spec.job_name)))
         job = TrainingJob.create(session=ctx.boto_session, region=ctx.region, **request)
