@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (command regex, member path regex, why the two majors differ there)
 EXPLAINED = [
-    (".*", r"(Static)?HyperParameters\.sagemaker_\w+$",
+    (".*", r"(Static)?HyperParameters(\.sagemaker_\w+)?$",
      "v2's framework estimator passes its settings as sagemaker_* hyperparameters (program, submit directory, "
      "region, log level, torch_distributed); v3 writes them into its sm_drivers channel instead"),
     ("train.*", r"InputDataConfig\[[12]\]\.",
@@ -191,6 +191,23 @@ def test_unsupported_version_is_one_line_naming_the_ranges(version):
         sdk.parse(version)
     assert "\n" not in str(err.value) and "sagemaker>=2.257,<3" in str(err.value) and "<4" in str(err.value)
     assert f"sagemaker {version} is not supported" in str(err.value)
+
+
+def test_an_unsupported_sdk_stops_the_backend_with_one_line(cli, workspace, monkeypatch):
+    from importlib import metadata
+
+    from dogbreed.backends.sagemaker import sdk
+
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: "2.100.0" if name == "sagemaker" else real(name))
+    sdk.major.cache_clear()
+    try:
+        r = cli("--backend", "sagemaker", "endpoints")
+    finally:
+        sdk.major.cache_clear()
+    assert r.exit_code == 1
+    assert r.output.count("\n") == 1 and r.output.startswith("Error: sagemaker 2.100.0 is not supported")
+    assert "sagemaker>=2.257,<3 (SDK v2) or sagemaker>=3,<4 (SDK v3)" in r.output
 
 
 def test_help_imports_no_sdk():

@@ -42,6 +42,8 @@ def test_the_writer_fails_on_this_numpy_without_the_shim(tmp_path):
 
 
 def test_smdebug_writer_round_trip_every_dtype(tmp_path):
+    from smdebug.core.collection_manager import CollectionManager
+    from smdebug.core.config_constants import DEFAULT_COLLECTIONS_FILE_NAME
     from smdebug.core.modes import ModeKeys
     from smdebug.core.writer import FileWriter
     from smdebug.trials import create_trial
@@ -53,6 +55,11 @@ def test_smdebug_writer_round_trip_every_dtype(tmp_path):
     for name, value in values.items():
         w.write_tensor(tdata=value, tname=name, mode=ModeKeys.TRAIN, mode_step=0)
     w.close()
+    collections = CollectionManager()  # the reader waits for the collections file and the end marker
+    for name in values:
+        collections.get("all").add_tensor_name(name)
+    collections.export(str(tmp_path), DEFAULT_COLLECTIONS_FILE_NAME)
+    (tmp_path / "training_job_end.ts").write_text("0")
     trial = create_trial(str(tmp_path))
     for name, value in values.items():
         got = trial.tensor(name).value(0, mode=ModeKeys.TRAIN)

@@ -25,6 +25,9 @@ class SageMakerBackend(Backend):
     }
 
     def __init__(self, workspace: Workspace, settings=None):
+        from dogbreed.backends.sagemaker import sdk
+
+        sdk.major()  # an unsupported SDK: one line now (package metadata only, no SDK import)
         self.ws = workspace
         self.ctx = AwsContext(AwsSettings.from_settings(settings) if settings is not None else AwsSettings())
 
