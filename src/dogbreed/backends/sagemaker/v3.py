@@ -8,9 +8,9 @@ Where v3 lacks what v2 had, the `sagemaker.core` resource layer fills the gap:
   goes to `sagemaker.core.resources.TrainingJob.create`, as `train()` would send it.
 - ModelTrainer takes no job name; the one dogbreed chose (its checkpoint folder is named after it)
   replaces the generated one in that request.
-- `sagemaker.serve.ModelBuilder` needs a region at import and no longer repacks a model with its
-  inference code; endpoints use `sagemaker.core.common_utils.repack_model` (v2's repack, moved)
-  and the Model, EndpointConfig and Endpoint resources.
+- `import sagemaker.serve` (ModelBuilder) fails without a region in the environment (it creates a
+  client while importing) and takes ~6 s; endpoints use `sagemaker.core`'s repack and Session calls,
+  the ones v2's PyTorchModel.deploy made, so CreateModel and CreateEndpointConfig stay identical.
 
 Values travel as v2 sends them (each hyperparameter JSON-encoded, categorical values JSON-quoted),
 so a trial sees the same hyperparameters.json under either major.
