@@ -15,18 +15,15 @@ from functools import lru_cache
 
 from dogbreed.errors import ConfigError
 
-SUPPORTED = {2: "2.257 or newer", 3: "3.x"}
 SUPPORTED_LINE = "sagemaker>=2.257,<3 (SDK v2) or sagemaker>=3,<4 (SDK v3)"
 
 
 def parse(version: str) -> int:
     """The major of an installed `sagemaker` version, or ConfigError naming the supported ranges."""
-    parts = version.split(".")
-    try:
-        major, minor = int(parts[0]), int("".join(c for c in (parts[1] if len(parts) > 1 else "0")
-                                                   if c.isdigit()) or 0)
-    except ValueError:
-        major, minor = -1, 0
+    import re
+
+    m = re.match(r"(\d+)\.(\d+)", version)
+    major, minor = (int(m.group(1)), int(m.group(2))) if m else (int(version) if version.isdigit() else -1, 0)
     if major == 3 or (major == 2 and minor >= 257):
         return major
     raise ConfigError(f"sagemaker {version} is not supported by dogbreed's SageMaker backend: install "
