@@ -36,7 +36,6 @@ EXPLAINED = [
     (".*", r"OutputDataConfig\.CompressionType$", "v3 states the default compression (GZIP)"),
     ("tune.*", r"ParameterRanges\.(Integer|Continuous|Categorical)ParameterRanges$",
      "v3 sends an empty list for a kind of range the search space does not use; v2 leaves it out"),
-    (".*", r"EnableManagedSpotTraining$", "v3 states the default (false) when spot is off"),
     ("train", r"ProfilerConfig\.DisableProfiler$", "v2 states the default (false) when the profiler is on"),
     ("tune.*", r"TrainingJobDefinition\.(HyperParameterTuningResourceConfig|ResourceConfig)\.",
      "the same instance type, count and volume: v2 sends HyperParameterTuningResourceConfig, v3 ResourceConfig"),

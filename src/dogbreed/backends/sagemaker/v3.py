@@ -158,6 +158,8 @@ def start_training(ctx: AwsContext, spec: TrainingJobSpec, source_dir: str, *, w
         request["training_job_name"] = spec.job_name
         # v2's PyTorch estimator turns on the metrics time series (console charts); ModelTrainer has no knob
         request["algorithm_specification"].enable_sage_maker_metrics_time_series = True
+        if not request.get("enable_managed_spot_training"):  # v2 leaves the member out when spot is off
+            request["enable_managed_spot_training"] = None
         output_path = trainer.output_data_config.s3_output_path
         request.update(_shapes(debugger_request(ctx, spec, output_path, spec.job_name)))
         job = TrainingJob.create(session=ctx.boto_session, region=ctx.region, **request)
