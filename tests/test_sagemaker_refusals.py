@@ -167,12 +167,17 @@ def test_error_reading_a_created_tuning_job_says_it_exists(cli, workspace, sagem
 
 # -- 8. Ctrl-C ------------------------------------------------------------------------------------
 def test_ctrl_c_during_train_says_the_job_keeps_running(cli, workspace, moto_state, monkeypatch):
-    import sagemaker.session
+    import importlib
+
+    from tests.moto_support import SDK
 
     def interrupted(*a, **kw):  # the user presses Ctrl-C while the job's log streams
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sagemaker.session.Session, "logs_for_job", interrupted)
+    # where each SDK major waits for a training job (v2: the Session's log stream; v3: TrainingJob.wait)
+    module, cls, method = (("sagemaker.core.resources", "TrainingJob", "wait") if SDK.major == 3
+                           else ("sagemaker.session", "Session", "logs_for_job"))
+    monkeypatch.setattr(getattr(importlib.import_module(module), cls), method, interrupted)
     r = cli(*AWS, "train", *TINY)
     sent, everything = moto_state
     (job,) = everything()["jobs"]
