@@ -32,6 +32,8 @@ def commands(bucket: str, role: str, model_s3: str) -> dict[str, list[str]]:
         "tune": [*aws, "tune", "--data", data, "--max-jobs", "4", "--max-parallel-jobs", "2", "--strategy", "random",
                  "--range", "lr=0.0001:0.1:log", "--early-stopping", "--seed", "7", "--name", "dbhpo-same",
                  "--no-wait"],
+        "tune-isolated": [*aws, "tune", "--data", data, "--max-jobs", "2", "--range", "lr=0.0001:0.1:log",
+                          "--network-isolation", "--name", "dbhpo-isolated", "--no-wait"],
         "tune-hyperband": [*aws, "tune", "--data", data, "--strategy", "hyperband", "-H", "epochs=6",
                            "--name", "dbhpo-hyperband", "--no-wait"],
         "deploy": [*aws, "deploy", "--model-data", model_s3, "--name", "dog-rt", "--instance-type", "ml.c5.xlarge"],

@@ -145,7 +145,7 @@ def test_what_matters_is_identical(both_majors):
     v2, v3 = both_majors
     for command in ("deploy", "deploy-serverless", "deploy-autoscaled"):
         assert v2["commands"][command] == v3["commands"][command]
-    for command in ("tune", "tune-hyperband"):
+    for command in ("tune", "tune-hyperband", "tune-isolated"):
         a, b = (v["commands"][command]["CreateHyperParameterTuningJob"][0] for v in (v2, v3))
         no_empty = [{**c, "ParameterRanges": {k: v for k, v in c["ParameterRanges"].items() if v}}
                     for c in (a["HyperParameterTuningJobConfig"], b["HyperParameterTuningJobConfig"])]
@@ -167,6 +167,8 @@ def test_what_matters_is_identical(both_majors):
     assert isolated["EnableNetworkIsolation"] is True and "DebugHookConfig" not in isolated
     variant = v3["commands"]["deploy-autoscaled"]["CreateEndpointConfig"][0]["ProductionVariants"][0]
     assert variant["InitialInstanceCount"] == 2
+    tuned = v3["commands"]["tune-isolated"]["CreateHyperParameterTuningJob"][0]["TrainingJobDefinition"]
+    assert tuned["EnableNetworkIsolation"] is True
 
 
 @pytest.mark.slow

@@ -195,6 +195,21 @@ def _ranges(space) -> dict:
     return out
 
 
+def _isolated_tuner_class():
+    from sagemaker.train.tuner import HyperparameterTuner
+
+    class IsolatedTuner(HyperparameterTuner):
+        """v3's tuner copies VPC settings from the ModelTrainer's networking but not network isolation
+        (sagemaker 3.27); v2's sends EnableNetworkIsolation in the training job definition."""
+
+        def _build_training_job_definition(self, inputs):
+            definition = super()._build_training_job_definition(inputs)
+            definition.enable_network_isolation = True
+            return definition
+
+    return IsolatedTuner
+
+
 def start_tuning(ctx: AwsContext, spec: TuningSpec, source_dir: str) -> str:
     from sagemaker.core.shapes import HyperbandStrategyConfig, HyperParameterTuningJobStrategyConfig
     from sagemaker.core.training.configs import InputData
@@ -210,7 +225,7 @@ def start_tuning(ctx: AwsContext, spec: TuningSpec, source_dir: str) -> str:
     if spec.strategy == HYPERBAND:
         strategy_config = HyperParameterTuningJobStrategyConfig(hyperband_strategy_config=HyperbandStrategyConfig(
             min_resource=1, max_resource=hyperband_max_epochs(spec.static_hyperparameters)))
-    tuner = HyperparameterTuner(
+    tuner = (_isolated_tuner_class() if ctx.settings.network_isolation else HyperparameterTuner)(
         trainer,
         objective_metric_name=space.objective.metric,
         objective_type=space.objective.sagemaker_type,
