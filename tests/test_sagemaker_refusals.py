@@ -72,14 +72,15 @@ def test_processes_on_a_gpu_instance_sent(cli, workspace, moto_state):
     if SDK.major == 2:
         assert req["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
         return
-    # v3 starts torchrun from its sm_drivers channel, configured by distributed.json there
+    # v3 starts torchrun from its sm_drivers channel: sm_train.sh runs its torchrun driver (one process:
+    # basic_script_driver.py)
     import boto3
 
     (drivers,) = [c["DataSource"]["S3DataSource"]["S3Uri"] for c in req["InputDataConfig"]
                   if c["ChannelName"] == "sm_drivers"]
     bucket, _, prefix = drivers.removeprefix("s3://").partition("/")
-    body = boto3.client("s3").get_object(Bucket=bucket, Key=f"{prefix}/distributed.json")["Body"].read()
-    assert "torchrun" in body.decode().lower()
+    body = boto3.client("s3").get_object(Bucket=bucket, Key=f"{prefix}/sm_train.sh")["Body"].read()
+    assert "distributed_drivers/torchrun_driver.py" in body.decode()
 
 
 # -- 3. tuning requests ---------------------------------------------------------------------------
