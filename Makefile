@@ -19,7 +19,8 @@ SDK3       := .venv-sdk3
 SDK3_STAMP := $(SDK3)/.installed
 SDK_SUITE  := tests/test_sdk_majors.py tests/test_train_sagemaker.py tests/test_tune_sagemaker.py \
               tests/test_endpoints_sagemaker.py tests/test_backend_contract.py tests/test_smdebug_compat.py \
-              tests/test_sagemaker_refusals.py tests/test_scale_sagemaker.py
+              tests/test_sagemaker_refusals.py tests/test_scale_sagemaker.py tests/test_debugger_client_mode.py \
+              tests/test_aws_e2e.py
 
 .PHONY: install browser-deps toolkits bench-deps lint demo test test-fast test-sdk3 sdk-venv bench bench-quick clean
 
