@@ -11,16 +11,34 @@ TORCH   := torch==2.14.1 torchvision==0.29.1
 # sees the main venv's packages (torch included) through a .pth file placed after its own.
 TOOLKITS_VENV := .venv-toolkits
 TOOLKITS := sagemaker-training==5.1.4 sagemaker-inference==1.10.1 sagemaker-pytorch-inference==2.0.25
+# The main venv, where the whole suite runs, stays on SageMaker SDK v2 (explicitly: a plain install of
+# the package resolves to v3). A second venv gets SDK v3 and runs the suites that talk to SageMaker
+# (through moto) again, so both majors stay tested; tests/test_sdk_majors.py compares their requests.
+SDK2_PIN   := 'sagemaker>=2.257,<3'
+SDK3       := .venv-sdk3
+SDK3_STAMP := $(SDK3)/.installed
+SDK_SUITE  := tests/test_sdk_majors.py tests/test_train_sagemaker.py tests/test_tune_sagemaker.py \
+              tests/test_endpoints_sagemaker.py tests/test_backend_contract.py tests/test_smdebug_compat.py \
+              tests/test_sagemaker_refusals.py tests/test_scale_sagemaker.py tests/test_debugger_client_mode.py \
+              tests/test_aws_e2e.py
 
-.PHONY: install browser-deps toolkits bench-deps lint demo test test-fast bench bench-quick clean
+.PHONY: install browser-deps toolkits bench-deps lint demo test test-fast test-sdk3 sdk-venv bench bench-quick clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]' $(TORCH)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]' $(SDK2_PIN) $(TORCH)
 	touch $(STAMP)
+
+sdk-venv: $(SDK3_STAMP)
+
+$(SDK3_STAMP): pyproject.toml
+	test -x $(SDK3)/bin/python || $(PY) -m venv $(SDK3)
+	$(SDK3)/bin/pip install -q --disable-pip-version-check $(TORCH)
+	$(SDK3)/bin/pip install -q --disable-pip-version-check -e '.[dev]' 'sagemaker>=3,<4' $(TORCH)
+	touch $(SDK3_STAMP)
 
 # Debian's Chromium for the browser tests; where it cannot be installed they skip, saying why.
 browser-deps:
@@ -62,6 +80,13 @@ lint: $(STAMP)
 test: $(STAMP) browser-deps lint
 	-$(MAKE) --no-print-directory toolkits
 	$(BIN)/python -m pytest -q
+	@if $(MAKE) --no-print-directory sdk-venv; then $(MAKE) --no-print-directory test-sdk3; \
+	 else echo "note: $(SDK3) (SageMaker SDK v3) could not be built; the SageMaker suites were skipped on v3 \
+	 and ran on SDK v2 only"; fi
+
+# The SageMaker suites again, on SDK v3.
+test-sdk3: $(SDK3_STAMP)
+	$(SDK3)/bin/python -m pytest -q $(SDK_SUITE)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -73,4 +98,4 @@ bench-quick: $(STAMP) bench-deps
 	$(BIN)/python benchmarks/run_all.py --quick
 
 clean:
-	rm -rf $(VENV) $(TOOLKITS_VENV) .venv-awscli .dogbreed build *.egg-info
+	rm -rf $(VENV) $(SDK3) $(TOOLKITS_VENV) .venv-awscli .dogbreed build *.egg-info

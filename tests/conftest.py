@@ -107,18 +107,24 @@ def hermetic_sdk(monkeypatch, tmp_path):
     empty.write_text("")
     monkeypatch.setenv("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", str(empty))
     monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(empty))
-    from tests.moto_support import no_sdk_sleep
+    # SDK v3 checks the role client-side with iam:SimulatePrincipalPolicy, which moto lacks
+    monkeypatch.setenv("SAGEMAKER_VALIDATE_ROLE", "false")
+    import importlib
 
-    import sagemaker.telemetry.telemetry_logging as tl
+    from tests.moto_support import SDK, no_sdk_sleep
 
+    tl = importlib.import_module(SDK.telemetry)
     monkeypatch.setattr(tl, "_send_telemetry_request", lambda *a, **k: None)
     no_sdk_sleep(monkeypatch)
 
 
 @pytest.fixture
-def aws(hermetic_sdk):
+def aws(hermetic_sdk, monkeypatch):
     """moto's in-process mock of every AWS service for the duration of the test."""
     from moto import mock_aws
 
+    from tests.moto_support import fill_moto_gaps
+
+    fill_moto_gaps(monkeypatch)  # after moto's import has added its own botocore handler
     with mock_aws():
         yield

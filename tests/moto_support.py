@@ -10,6 +10,20 @@ import time
 import types
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/SageMakerRole"
+
+
+def _sdk_modules():
+    """Where the installed SDK major keeps its telemetry and its wait loops (the moto suite runs on both)."""
+    from dogbreed.backends.sagemaker import sdk
+
+    if sdk.major() == 3:
+        return types.SimpleNamespace(major=3, telemetry="sagemaker.core.telemetry.telemetry_logging",
+                                     sleeping=("sagemaker.core.resources", "sagemaker.core.helper.session_helper"))
+    return types.SimpleNamespace(major=2, telemetry="sagemaker.telemetry.telemetry_logging",
+                                 sleeping=("sagemaker.session",))
+
+
+SDK = _sdk_modules()
 BUCKET = "dogbreed-test-bucket"
 
 
@@ -22,11 +36,25 @@ def backend(region: str = "us-east-1"):
 
 def no_sdk_sleep(mp) -> None:
     """SDK wait loops sleep 5-30 s before polling; make those sleeps instant."""
-    import sagemaker.session as s
+    import importlib
 
     t = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("__")})
     t.sleep = lambda _: None
-    mp.setattr(s, "time", t)
+    for module in SDK.sleeping:
+        mp.setattr(importlib.import_module(module), "time", t)
+
+
+def fill_moto_gaps(mp) -> None:
+    """moto describes a model without a VPC as `VpcConfig: {}`, which SDK v3's Model shape refuses
+    (it requires subnets and security groups): drop the empty member, as AWS never sends it."""
+    import botocore.handlers
+
+    def drop_empty_vpc(parsed, **kw):
+        if isinstance(parsed, dict) and parsed.get("VpcConfig") == {}:
+            del parsed["VpcConfig"]
+
+    mp.setattr(botocore.handlers, "BUILTIN_HANDLERS",
+               [*botocore.handlers.BUILTIN_HANDLERS, ("after-call.sagemaker.DescribeModel", drop_empty_vpc)])
 
 
 def capture_requests(boto_session, operation: str, into: list) -> None:
@@ -66,7 +94,7 @@ def seed_tuning_result(sm_client, tuning_job: str, trials, metric: str = "valid_
     d = job.training_job_definition
     d["StaticHyperParameters"]["_tuning_objective_metric"] = metric
     d["OutputDataConfig"].setdefault("KmsKeyId", "")
-    d.setdefault("ResourceConfig", d["HyperParameterTuningResourceConfig"])
+    d.setdefault("ResourceConfig", d.get("HyperParameterTuningResourceConfig"))  # v2 sends this, v3 ResourceConfig
     static = {k: v for k, v in d["StaticHyperParameters"].items() if k != "_tuning_objective_metric"}
     out = []
     for i, (hps, val) in enumerate(trials, 1):
@@ -76,7 +104,10 @@ def seed_tuning_result(sm_client, tuning_job: str, trials, metric: str = "valid_
             AlgorithmSpecification=d["AlgorithmSpecification"], InputDataConfig=d.get("InputDataConfig", []),
             OutputDataConfig=d["OutputDataConfig"], ResourceConfig=d["ResourceConfig"],
             StoppingCondition=d["StoppingCondition"])
-        out.append({"TrainingJobName": name, "TrainingJobStatus": "Completed", "TunedHyperParameters": hps,
+        arn = sm_client.describe_training_job(TrainingJobName=name)["TrainingJobArn"]
+        # TrainingJobArn and CreationTime: AWS always sends them, and SDK v3's shapes require them
+        out.append({"TrainingJobName": name, "TrainingJobArn": arn, "CreationTime": time.time(),
+                    "TrainingJobStatus": "Completed", "TunedHyperParameters": hps,
                     "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": metric, "Value": val}})
     pick = max if maximize else min
     job.best_training_job = job.OverallBestTrainingJob = pick(

@@ -104,9 +104,11 @@ def test_sdk_config_yaml_defaults_and_where_they_came_from(cli, workspace, tmp_p
 
 
 def test_notebook_execution_role_is_used_without_role(cli, workspace, aws, monkeypatch, tmp_path):
-    import boto3
-    import sagemaker.session
+    import importlib
 
+    import boto3
+
+    from dogbreed.backends.sagemaker import sdk
     from tests.test_train_sagemaker import DATA
 
     monkeypatch.delenv("DOGBREED_ROLE", raising=False)
@@ -124,7 +126,7 @@ def test_notebook_execution_role_is_used_without_role(cli, workspace, aws, monke
     assert r.exit_code == 1 and "no SageMaker execution role: pass --role ARN" in r.output  # not in a notebook
     metadata = tmp_path / "resource-metadata.json"
     metadata.write_text(json.dumps({"ResourceName": "nb"}))
-    monkeypatch.setattr(sagemaker.session, "NOTEBOOK_METADATA_FILE", str(metadata))
+    monkeypatch.setattr(importlib.import_module(sdk.builders().SESSION_MODULE), "NOTEBOOK_METADATA_FILE", str(metadata))
     r = cli("--backend", "sagemaker", "--bucket", BUCKET, "train", "--data", DATA, "--weights", "none", "--no-wait")
     assert r.exit_code == 0, r.output
     assert requests[-1]["RoleArn"] == notebook_role

@@ -17,6 +17,9 @@ def write_trial(path, steps, collections=None):
     from smdebug.core.modes import ModeKeys
     from smdebug.core.writer import FileWriter
 
+    from dogbreed.training import smdebug_compat
+
+    smdebug_compat.apply()  # the writer on numpy >= 2.3
     counts: dict = {}
     for step, (mode_name, tensors) in enumerate(steps):
         mode = getattr(ModeKeys, mode_name)

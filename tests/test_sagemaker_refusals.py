@@ -67,7 +67,20 @@ def test_processes_on_a_gpu_instance_sent(cli, workspace, moto_state):
     assert r.exit_code == 0, r.output
     (req,) = sent
     assert req["ResourceConfig"]["InstanceCount"] == 2 and req["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
-    assert req["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
+    from tests.moto_support import SDK
+
+    if SDK.major == 2:
+        assert req["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
+        return
+    # v3 starts torchrun from its sm_drivers channel: sm_train.sh runs its torchrun driver (one process:
+    # basic_script_driver.py)
+    import boto3
+
+    (drivers,) = [c["DataSource"]["S3DataSource"]["S3Uri"] for c in req["InputDataConfig"]
+                  if c["ChannelName"] == "sm_drivers"]
+    bucket, _, prefix = drivers.removeprefix("s3://").partition("/")
+    body = boto3.client("s3").get_object(Bucket=bucket, Key=f"{prefix}/sm_train.sh")["Body"].read()
+    assert "distributed_drivers/torchrun_driver.py" in body.decode()
 
 
 # -- 3. tuning requests ---------------------------------------------------------------------------
@@ -167,12 +180,17 @@ def test_error_reading_a_created_tuning_job_says_it_exists(cli, workspace, sagem
 
 # -- 8. Ctrl-C ------------------------------------------------------------------------------------
 def test_ctrl_c_during_train_says_the_job_keeps_running(cli, workspace, moto_state, monkeypatch):
-    import sagemaker.session
+    import importlib
+
+    from tests.moto_support import SDK
 
     def interrupted(*a, **kw):  # the user presses Ctrl-C while the job's log streams
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sagemaker.session.Session, "logs_for_job", interrupted)
+    # where each SDK major waits for a training job (v2: the Session's log stream; v3: TrainingJob.wait)
+    module, cls, method = (("sagemaker.core.resources", "TrainingJob", "wait") if SDK.major == 3
+                           else ("sagemaker.session", "Session", "logs_for_job"))
+    monkeypatch.setattr(getattr(importlib.import_module(module), cls), method, interrupted)
     r = cli(*AWS, "train", *TINY)
     sent, everything = moto_state
     (job,) = everything()["jobs"]
@@ -180,7 +198,14 @@ def test_ctrl_c_during_train_says_the_job_keeps_running(cli, workspace, moto_sta
 
 
 def test_ctrl_c_during_tune_says_the_job_keeps_running(cli, workspace, sagemaker_tuning, monkeypatch):
+    from tests.moto_support import SDK
+
+    calls = []
+
     def interrupted(**kw):  # Ctrl-C while polling the tuning job
+        calls.append(kw)
+        if SDK.major == 3 and len(calls) == 1:  # v3's tuner describes the job it has just created
+            return
         raise KeyboardInterrupt
 
     _on_every_session(monkeypatch, "before-call.sagemaker.DescribeHyperParameterTuningJob", interrupted)

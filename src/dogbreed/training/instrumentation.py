@@ -211,6 +211,9 @@ def load_debugger_hook(environ=None, warn=None) -> DebuggerHook | None:
     except ImportError as exc:  # also protobuf/numpy incompatibilities surface as ImportError
         warn(f"debugger: smdebug is not importable ({exc}); training without the debugger hook")
         return None
+    from dogbreed.training import smdebug_compat
+
+    smdebug_compat.apply()  # smdebug's writer on numpy >= 2.3
     hook = smd.get_hook(json_config_path=str(path), create_if_not_exists=True)
     if hook is None:
         warn(f"debugger: smdebug found no usable hook config at {path}; training without the debugger hook")

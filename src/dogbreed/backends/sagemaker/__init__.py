@@ -1,4 +1,4 @@
-"""The Amazon SageMaker backend (SDK v2). The only package that imports `sagemaker`."""
+"""The Amazon SageMaker backend (SDK v2 or v3, sdk.py). The only package that imports `sagemaker`."""
 
 from dogbreed.backends.sagemaker.backend import SageMakerBackend
 

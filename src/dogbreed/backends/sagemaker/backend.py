@@ -1,4 +1,4 @@
-"""SageMakerBackend: the Backend interface on Amazon SageMaker (SDK v2)."""
+"""SageMakerBackend: the Backend interface on Amazon SageMaker (SDK v2 or v3: see sdk.py)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ class SageMakerBackend(Backend):
     }
 
     def __init__(self, workspace: Workspace, settings=None):
+        from dogbreed.backends.sagemaker import sdk
+
+        sdk.major()  # an unsupported SDK: one line now (package metadata only, no SDK import)
         self.ws = workspace
         self.ctx = AwsContext(AwsSettings.from_settings(settings) if settings is not None else AwsSettings())
 
@@ -50,12 +53,10 @@ class SageMakerBackend(Backend):
         if log:
             log(debugger_line)
         source = stage_source_dir(requirements=not self.ctx.settings.network_isolation)
-        est = training.make_estimator(self.ctx, spec, str(source), **instrumentation)
-        est.fit({"training": spec.data}, wait=False, job_name=spec.job_name)
-        name = est.latest_training_job.name
+        name, wait_for = training.start(self.ctx, spec, str(source), instrumentation)
         if wait:
             with training.interrupted_wait("training job", name, f"dogbreed --backend sagemaker jobs {name}"):
-                est.latest_training_job.wait(logs="All" if log else "None")
+                wait_for(bool(log))
         return self.describe_job(name)
 
     def describe_job(self, name: str) -> JobDescription:

@@ -31,11 +31,14 @@ def rule_images_in(region: str) -> bool:
     """Whether the SDK knows a Debugger rule image for `region` (it raises ValueError where not)."""
     from dogbreed.backends.sagemaker.session import import_sagemaker
 
-    import_sagemaker()
-    from sagemaker.debugger.debugger import get_rule_container_image_uri
+    import importlib
 
+    from dogbreed.backends.sagemaker import sdk
+
+    import_sagemaker()
+    debugger = importlib.import_module(f"{sdk.builders().DEBUGGER_MODULE}.debugger")  # v2's or v3's
     try:
-        get_rule_container_image_uri("LossNotDecreasing", region)
+        debugger.get_rule_container_image_uri("LossNotDecreasing", region)
         return True
     except ValueError:  # "Unsupported region"
         return False
@@ -111,9 +114,15 @@ def estimator_kwargs(instrumentation: Instrumentation | None, *, mode: str = "cl
     if mode == "client":
         return {"debugger_hook_config": False, "disable_profiler": True}
 
+    import importlib
+
+    from dogbreed.backends.sagemaker import sdk
+
     import_sagemaker()
-    from sagemaker.debugger import (CollectionConfig, DebuggerHookConfig, ProfilerConfig, ProfilerRule, Rule,
-                                    rule_configs)
+    dbg = importlib.import_module(sdk.builders().DEBUGGER_MODULE)  # the same classes in v2 and v3
+    CollectionConfig, DebuggerHookConfig, ProfilerConfig = (dbg.CollectionConfig, dbg.DebuggerHookConfig,
+                                                            dbg.ProfilerConfig)
+    ProfilerRule, Rule, rule_configs = dbg.ProfilerRule, dbg.Rule, dbg.rule_configs
 
     kwargs: dict = {}
     rules = []

@@ -1,4 +1,5 @@
-"""Endpoints on SageMaker: PyTorchModel(entry_point="inference.py") over the staged source dir,
+"""Endpoints on SageMaker: the model (the artifact plus the staged source dir as code/, entry point
+inference.py; built by the installed SDK major, sdk.py),
 real-time or serverless; invoked through sagemaker-runtime with boto3 only (no SDK import)."""
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def model_data_uri(ctx: AwsContext, model_data: str, name: str) -> str:
 
 
 def pytorch_model(ctx: AwsContext, uri: str, name: str, source_dir: str):
-    """The SDK model serving `uri` with scripts/inference.py (an endpoint's or a transform job's)."""
+    """The SDK v2 model serving `uri` with scripts/inference.py (an endpoint's or a transform job's)."""
     from dogbreed.backends.sagemaker.session import import_sagemaker
 
     import_sagemaker()
@@ -66,32 +67,26 @@ def pytorch_model(ctx: AwsContext, uri: str, name: str, source_dir: str):
 
 
 def deploy(ctx: AwsContext, spec: EndpointSpec, source_dir: str, log=None) -> EndpointDescription:
+    from dogbreed.backends.sagemaker import sdk
+
     spec = check_spec(spec)
     s = ctx.settings
     name = spec.name
-    model = pytorch_model(ctx, model_data_uri(ctx, spec.model_data, name), name, source_dir)
-    uri = model.model_data
+    uri = model_data_uri(ctx, spec.model_data, name)
     count = spec.autoscaling.min_instances if spec.autoscaling else 1
-    if spec.serverless:
-        from sagemaker.serverless import ServerlessInferenceConfig
-
-        where = {"serverless_inference_config": ServerlessInferenceConfig(memory_size_in_mb=spec.memory_mb,
-                                                                          max_concurrency=spec.max_concurrency)}
-        what = f"serverless ({spec.memory_mb} MB, max concurrency {spec.max_concurrency})"
-    else:
-        instance = spec.instance_type or s.inference_instance_type
-        where = {"initial_instance_count": count, "instance_type": instance}
-        what = f"{count} x {instance}"
+    instance = None if spec.serverless else spec.instance_type or s.inference_instance_type
+    what = f"serverless ({spec.memory_mb} MB, max concurrency {spec.max_concurrency})" if spec.serverless \
+        else f"{count} x {instance}"
     if log:
         log(f"deploying {uri} to endpoint {name} on {what}; this takes several minutes")
     from dogbreed.backends.sagemaker import costs
 
     tags = costs.expiry_tags(spec.auto_delete_after_s) if spec.auto_delete_after_s else None
-    model.deploy(endpoint_name=name, wait=True, tags=tags, **where)
+    sdk.builders().deploy_model(ctx, spec, source_dir, uri, name, tags, count)
     if spec.autoscaling:
         scale(ctx, name, spec.autoscaling, log)
     if log:
-        log(costs.endpoint_reminder(name, None if spec.serverless else where["instance_type"], count,
+        log(costs.endpoint_reminder(name, instance, count,
                                     serverless_memory_mb=spec.memory_mb if spec.serverless else None,
                                     auto_delete_after_s=spec.auto_delete_after_s))
     return describe(ctx, name)

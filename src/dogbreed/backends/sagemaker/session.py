@@ -19,12 +19,15 @@ PY_VERSION = "py312"
 
 
 def import_sagemaker():
-    """Import the SDK quietly (no v2 deprecation banner, no config INFO lines on stdout)."""
+    """Import the SDK quietly (no v2 deprecation banner, no config INFO lines on stdout), after
+    checking its major (dogbreed.backends.sagemaker.sdk) without importing it."""
+    from dogbreed._imports import require
+    from dogbreed.backends.sagemaker import sdk
+
+    sdk.major()
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
-    from dogbreed._imports import require
-
-    return require("sagemaker", "the SageMaker backend", "sagemaker>=2.257,<3")
+    return require("sagemaker", "the SageMaker backend", sdk.SUPPORTED_LINE)
 
 
 def aws_message(exc: Exception) -> str:
@@ -94,8 +97,11 @@ class AwsContext:
 
     @cached_property
     def sagemaker_session(self):
-        sagemaker = import_sagemaker()
-        return sagemaker.Session(boto_session=self.boto_session, default_bucket=self.settings.bucket or None)
+        """The installed SDK major's Session (v2: sagemaker.Session, v3: sagemaker.core's)."""
+        from dogbreed.backends.sagemaker import sdk
+
+        import_sagemaker()
+        return sdk.builders().session(self.boto_session, self.settings.bucket or None)
 
     @property
     def region(self) -> str:
@@ -119,13 +125,16 @@ class AwsContext:
         metadata file exists: on a laptop, the SDK would return whatever role the user assumed."""
         import botocore.exceptions
 
-        import_sagemaker()
-        import sagemaker.session
+        import importlib
 
-        if not os.path.isfile(sagemaker.session.NOTEBOOK_METADATA_FILE):
+        from dogbreed.backends.sagemaker import sdk
+
+        import_sagemaker()
+        helper = importlib.import_module(sdk.builders().SESSION_MODULE)  # v2's sagemaker.session or v3's
+        if not os.path.isfile(helper.NOTEBOOK_METADATA_FILE):
             return None
         try:
-            return sagemaker.session.get_execution_role(self.sagemaker_session)
+            return helper.get_execution_role(self.sagemaker_session)
         except (ValueError, botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
             return None
 

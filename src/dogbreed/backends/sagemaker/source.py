@@ -19,7 +19,8 @@ from dogbreed.backends.base import scripts_dir
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # src/dogbreed
 # what the scripts import: the training and serving cores and their few pure-Python deps
 PACKAGE_PARTS = ("__init__.py", "errors.py", "_imports.py", "training", "serving")
-REQUIREMENTS = ["smdebug>=1.0.34", "numpy<2.3"]
+# numpy is not pinned: dogbreed.training.smdebug_compat makes smdebug write tensors on numpy >= 2.3
+REQUIREMENTS = ["smdebug>=1.0.34"]
 
 
 def stage_source_dir(dest: str | Path | None = None, *, requirements: bool = True) -> Path:

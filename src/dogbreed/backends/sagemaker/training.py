@@ -112,12 +112,20 @@ def interrupted_wait(kind: str, name: str, follow: str):
 
 def with_job_name(spec: TrainingJobSpec) -> TrainingJobSpec:
     """`spec` with a unique job name, chosen before the estimator exists (the checkpoint path needs it)."""
+    from dogbreed.backends.sagemaker import sdk
     from dogbreed.backends.sagemaker.session import import_sagemaker
 
     import_sagemaker()
-    from sagemaker.utils import name_from_base
+    return spec if spec.job_name else dataclasses.replace(spec, job_name=sdk.builders().name_from_base(spec.base_name))
 
-    return spec if spec.job_name else dataclasses.replace(spec, job_name=name_from_base(spec.base_name))
+
+def start(ctx: AwsContext, spec: TrainingJobSpec, source_dir: str, extra: dict):
+    """Create the job through the installed SDK major (sdk.py), `extra` being debugger.instrument's
+    estimator kwargs: (its name, a function waiting for it, showing its logs when given True).
+    The name is known before the wait, so an interrupted wait can say which job keeps running."""
+    from dogbreed.backends.sagemaker import sdk
+
+    return sdk.builders().start_training(ctx, spec, source_dir, extra)
 
 
 def cost_estimate(ctx: AwsContext, spec: TrainingJobSpec):

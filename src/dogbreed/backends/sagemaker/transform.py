@@ -35,6 +35,8 @@ MAX_PAYLOAD_MB = MAX_BODY_BYTES // (1024 * 1024)
 CONTENT_TYPE = "application/x-image"
 POLL_S = 30.0
 TERMINAL = ("Completed", "Failed", "Stopped")
+V3_REFUSAL = ("batch predictions on SageMaker need SageMaker Python SDK v2 for now (this one is v3): "
+              "pip install 'sagemaker>=2.257,<3', or use a deployed endpoint (`dogbreed predict`)")
 
 
 @dataclass(frozen=True)
@@ -109,10 +111,13 @@ def cost_line(instance_type: str, count: int) -> str:
 
 
 def run(ctx: AwsContext, spec: BatchSpec, source_dir: str, log=None, sleep=time.sleep) -> BatchResult:
+    from dogbreed.backends.sagemaker import sdk
     from dogbreed.backends.sagemaker.endpoints import model_data_uri, pytorch_model
     from dogbreed.names import check_name
 
     src, inputs = check(ctx, spec)
+    if sdk.major() != 2:  # v3 has no PyTorchModel.transformer; refused before anything is created
+        raise ConfigError(V3_REFUSAL)
     name = check_name(spec.job_name or f"{ctx.settings.prefix}-batch-{time.strftime('%Y%m%d-%H%M%S')}",
                       "transform job", 63)
     instance = spec.instance_type or ctx.settings.inference_instance_type

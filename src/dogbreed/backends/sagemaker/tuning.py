@@ -121,9 +121,12 @@ def cost_line(ctx: AwsContext, spec: TuningSpec) -> str:
 
 
 def start(ctx: AwsContext, spec: TuningSpec, source_dir: str) -> str:
-    tuner = make_tuner(ctx, spec, source_dir)
-    tuner.fit({"training": spec.data}, job_name=spec.name, wait=False)
-    return tuner.latest_tuning_job.name
+    """Start the tuning job through the installed SDK major (sdk.py); its name."""
+    from dogbreed.backends.sagemaker import sdk
+    from dogbreed.backends.sagemaker.session import import_sagemaker
+
+    import_sagemaker()
+    return sdk.builders().start_tuning(ctx, spec, source_dir)
 
 
 def _trial(summary: dict) -> TrialResult:
