@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serving import free_port, make_images, make_model  # noqa: E402
+from bench_serving import start as start_server  # noqa: E402
 from common import figure, print_table, save  # noqa: E402
 
 OFF_MB = 10**9  # a budget nothing reaches: the server as it was before issue 16
@@ -90,22 +91,9 @@ def post(port: int, body: bytes, ctype: str) -> int:
 
 def start(model_dir: Path, budget_mb: float) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "dogbreed.serving.server", str(model_dir), "--port", str(port),
-                             "--decode-budget-mb", str(budget_mb)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server failed: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/ping")
-            if c.getresponse().status == 200:
-                c.close()
-                return proc, port
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("server did not start")
+    cmd = [sys.executable, "-m", "dogbreed.serving.server", str(model_dir), "--port", str(port),
+           "--decode-budget-mb", str(budget_mb)]
+    return start_server(cmd, port), port
 
 
 def run_attack(model_dir: Path, budget_mb: float, requests, probe: bytes) -> dict:

@@ -286,7 +286,7 @@ def archive_with(tiny_model_tar: Path, out: Path, extra: dict[str, bytes]) -> Pa
 
 
 def test_archive_with_its_own_code_is_refused_unless_trusted(tiny_model_tar, tmp_path):
-    from dogbreed.backends.base import scripts_dir
+    from dogbreed.job_folder import scripts_dir
     from dogbreed.serving.model_dir import prepare_model_dir
 
     marker = tmp_path / "pwned"

@@ -30,15 +30,6 @@ TERMINAL = (COMPLETED, FAILED, STOPPED)
 
 LogSink = Callable[[str], None]  # receives one log line
 
-SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "scripts"
-
-
-def scripts_dir() -> Path:
-    """The entry scripts: `scripts/` of a source checkout, or the copy installed in the package."""
-    packaged = Path(__file__).resolve().parents[1] / "scripts"
-    return SCRIPTS_DIR if SCRIPTS_DIR.is_dir() else packaged
-
-
 @dataclass
 class Instrumentation:
     """Debugger hook, rules and profiler for a training job, as data; each backend turns it into

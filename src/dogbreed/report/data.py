@@ -7,10 +7,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TENSORS = "output/tensors"
-PROFILER = "output/profiler"
-RULE_OUTPUT = "rule-output"
-METRICS = "output/data/metrics.json"
+from dogbreed.job_folder import METRICS_FILE as METRICS
+from dogbreed.job_folder import PROFILER_DIR as PROFILER
+from dogbreed.job_folder import RULE_OUTPUT_DIR as RULE_OUTPUT
+from dogbreed.job_folder import TENSORS_DIR as TENSORS
 
 
 @dataclass

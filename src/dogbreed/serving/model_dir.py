@@ -21,7 +21,7 @@ from dogbreed.serving.limits import ENV_MAX_MODEL_MB, MAX_MODEL_BYTES
 
 def foreign_code(model_dir: Path) -> list[str]:
     """Files under model_dir/code that are not the project's own inference.py (relative paths)."""
-    from dogbreed.backends.base import scripts_dir
+    from dogbreed.job_folder import scripts_dir
 
     code = model_dir / "code"
     if not code.is_dir():
@@ -51,7 +51,7 @@ def prepare_model_dir(model_data: str, dest: Path, *, trust_code: bool = False,
                       max_bytes: int = MAX_MODEL_BYTES) -> Path:
     """Extract (or copy) the artifact to `dest` and add code/inference.py if it has none; refuse
     foreign code unless `trust_code`, and archives that expand past `max_bytes`."""
-    from dogbreed.backends.base import scripts_dir
+    from dogbreed.job_folder import scripts_dir
     from dogbreed.training.model import CONFIG_FILE
 
     src = model_data[len("file://"):] if model_data.startswith("file://") else model_data

@@ -10,7 +10,7 @@ from dogbreed.workflows import Session
 
 def default_results() -> Path:
     """benchmarks/results.json of the source checkout (written by `make bench`)."""
-    from dogbreed.backends.base import SCRIPTS_DIR
+    from dogbreed.job_folder import SCRIPTS_DIR
 
     return SCRIPTS_DIR.parent / "benchmarks" / "results.json"
 

@@ -68,7 +68,7 @@ class LocalBackend(Backend):
     def describe_job(self, name: str) -> JobDescription:
         desc = self.runner.describe(name)
         if not desc.extra.get("rules") and desc.location:  # still running: the rule threads' latest statuses
-            from dogbreed.backends.local.debugger import RULE_OUTPUT_DIR
+            from dogbreed.job_folder import RULE_OUTPUT_DIR
             from dogbreed.rules.runner import read_results
 
             desc.extra["rules"] = read_results(Path(desc.location) / RULE_OUTPUT_DIR)

@@ -23,14 +23,12 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from dogbreed.backends.base import TrainingJobSpec
+from dogbreed.job_folder import PROFILER_DIR, RULE_OUTPUT_DIR, TENSORS_DIR
 from dogbreed.rules import config
 from dogbreed.training import environment as E
 from dogbreed.training.system_monitor import NODE_ID, SystemSampler  # noqa: F401 (NODE_ID: part of this API)
 
 RULES_FILE = "debugrules.json"
-TENSORS_DIR = "output/tensors"
-PROFILER_DIR = "output/profiler"
-RULE_OUTPUT_DIR = "rule-output"
 PROFILER_REPORT = "ProfilerReport"
 RULE_JOIN_TIMEOUT_S = 300
 

@@ -30,11 +30,12 @@ from pathlib import Path
 
 from dogbreed import hyperparameters as hp
 from dogbreed.backends.base import (COMPLETED, FAILED, IN_PROGRESS, STOPPED, TERMINAL, JobDescription, LogSink,
-                                    TrainingJobSpec, scripts_dir)
+                                    TrainingJobSpec)
 from dogbreed.backends.local.layout import JobLayout, python_command
 from dogbreed.backends.local.processes import (TERM_GRACE_S, ctrl_c_stops_group, detached_worker_main, kill_group,
                                                pid_alive, start_detached_worker, terminate_group)
 from dogbreed.errors import ConfigError, DataError, JobNotFoundError, StateError
+from dogbreed.job_folder import scripts_dir
 from dogbreed.training import metrics
 from dogbreed.workspace import Workspace, atomic_write_json
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from dogbreed.backends.base import Instrumentation, TrainingJobSpec
 from dogbreed.errors import ConfigError
+from dogbreed.job_folder import PROFILER_DIR, RULE_OUTPUT_DIR, TENSORS_DIR
 from dogbreed.rules import config
 
 OUTPUT_PREFIXES = ("debug-output", "rule-output", "profiler-output")
@@ -161,9 +162,9 @@ def download_outputs(ctx, job_name: str, dest: Path) -> Path:
     s3 = ctx.boto_session.client("s3")
     jobs = ctx.s3_uri("jobs", job_name)
     client = f"{ctx.s3_uri('checkpoints', job_name)}/{CLIENT_DIR}"
-    sources = [(f"{jobs}/debug-output", "output/tensors"), (f"{jobs}/rule-output", "rule-output"),
-               (f"{jobs}/profiler-output", "output/profiler"), (f"{client}/tensors", "output/tensors"),
-               (f"{client}/profiler", "output/profiler")]
+    sources = [(f"{jobs}/debug-output", TENSORS_DIR), (f"{jobs}/rule-output", RULE_OUTPUT_DIR),
+               (f"{jobs}/profiler-output", PROFILER_DIR), (f"{client}/tensors", TENSORS_DIR),
+               (f"{client}/profiler", PROFILER_DIR)]
     for uri, local in sources:
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"):

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from dogbreed.backends.base import scripts_dir
+from dogbreed.job_folder import scripts_dir
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # src/dogbreed
 # what the scripts import: the training and serving cores and their few pure-Python deps
