@@ -80,27 +80,15 @@ def trial_spec(ctx: AwsContext, spec: TuningSpec) -> TrainingJobSpec:
                            base_name="dbhpo", instance_type=spec.instance_type or ctx.settings.tuning_instance_type)
 
 
-def make_tuner(ctx: AwsContext, spec: TuningSpec, source_dir: str):
-    from dogbreed.backends.sagemaker.session import import_sagemaker
-
-    import_sagemaker()
-    from sagemaker.tuner import HyperbandStrategyConfig, HyperparameterTuner, StrategyConfig
-
+def tuner_arguments(spec: TuningSpec) -> dict:
+    """What both SDK majors' HyperparameterTuner take alike (ranges and strategy config are SDK types)."""
     space: SearchSpace = spec.space.for_strategy(spec.strategy)
     max_jobs, max_parallel_jobs = spec.space.capped_jobs(spec.strategy, spec.max_jobs, spec.max_parallel_jobs)
-    estimator = training.make_estimator(ctx, trial_spec(ctx, spec), source_dir)
-    strategy_config = None
-    if spec.strategy == HYPERBAND:
-        max_epochs = hyperband_max_epochs(spec.static_hyperparameters)
-        strategy_config = StrategyConfig(HyperbandStrategyConfig(min_resource=1, max_resource=max_epochs))
-    return HyperparameterTuner(
-        estimator,
+    return dict(
         objective_metric_name=space.objective.metric,
         objective_type=space.objective.sagemaker_type,
-        hyperparameter_ranges=sdk_ranges(space),
         metric_definitions=space.metric_definitions,
         strategy=spec.strategy.capitalize(),  # SageMaker's names: Bayesian, Random, Grid, Hyperband
-        strategy_config=strategy_config,
         # Grid: the SDK sends max_jobs=None as is and botocore refuses it; capped at the grid's size.
         max_jobs=max_jobs,
         max_parallel_jobs=max_parallel_jobs,
@@ -109,6 +97,21 @@ def make_tuner(ctx: AwsContext, spec: TuningSpec, source_dir: str):
         random_seed=spec.seed,
         base_tuning_job_name="dbhpo",
     )
+
+
+def make_tuner(ctx: AwsContext, spec: TuningSpec, source_dir: str):
+    from dogbreed.backends.sagemaker.session import import_sagemaker
+
+    import_sagemaker()
+    from sagemaker.tuner import HyperbandStrategyConfig, HyperparameterTuner, StrategyConfig
+
+    estimator = training.make_estimator(ctx, trial_spec(ctx, spec), source_dir)
+    strategy_config = None
+    if spec.strategy == HYPERBAND:
+        max_epochs = hyperband_max_epochs(spec.static_hyperparameters)
+        strategy_config = StrategyConfig(HyperbandStrategyConfig(min_resource=1, max_resource=max_epochs))
+    return HyperparameterTuner(estimator, hyperparameter_ranges=sdk_ranges(spec.space.for_strategy(spec.strategy)),
+                               strategy_config=strategy_config, **tuner_arguments(spec))
 
 
 def cost_line(ctx: AwsContext, spec: TuningSpec) -> str:

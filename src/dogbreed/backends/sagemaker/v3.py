@@ -218,27 +218,14 @@ def start_tuning(ctx: AwsContext, spec: TuningSpec, source_dir: str) -> str:
     from dogbreed.backends.sagemaker import tuning
     from dogbreed.search_space import HYPERBAND, hyperband_max_epochs
 
-    space = spec.space.for_strategy(spec.strategy)
-    max_jobs, max_parallel_jobs = spec.space.capped_jobs(spec.strategy, spec.max_jobs, spec.max_parallel_jobs)
     trainer = model_trainer(ctx, tuning.trial_spec(ctx, spec), source_dir)
     strategy_config = None
     if spec.strategy == HYPERBAND:
         strategy_config = HyperParameterTuningJobStrategyConfig(hyperband_strategy_config=HyperbandStrategyConfig(
             min_resource=1, max_resource=hyperband_max_epochs(spec.static_hyperparameters)))
     tuner = (_isolated_tuner_class() if ctx.settings.network_isolation else HyperparameterTuner)(
-        trainer,
-        objective_metric_name=space.objective.metric,
-        objective_type=space.objective.sagemaker_type,
-        hyperparameter_ranges=_ranges(space),
-        metric_definitions=space.metric_definitions,
-        strategy=spec.strategy.capitalize(),
-        strategy_config=strategy_config,
-        max_jobs=max_jobs,
-        max_parallel_jobs=max_parallel_jobs,
-        early_stopping_type="Auto" if spec.early_stopping and spec.strategy != HYPERBAND else "Off",
-        random_seed=spec.seed,
-        base_tuning_job_name="dbhpo",
-    )
+        trainer, hyperparameter_ranges=_ranges(spec.space.for_strategy(spec.strategy)),
+        strategy_config=strategy_config, **tuning.tuner_arguments(spec))
     tuner.tune([InputData(channel_name="training", data_source=spec.data)], job_name=spec.name, wait=False)
     return tuner.latest_tuning_job.hyper_parameter_tuning_job_name
 
