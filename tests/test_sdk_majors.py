@@ -62,7 +62,8 @@ def _other_python() -> str | None:
     from dogbreed.backends.sagemaker import sdk
 
     candidates = [os.environ.get("DOGBREED_OTHER_SDK_PYTHON", "")]
-    candidates += [str(ROOT / f".venv-sdk{m}" / "bin" / "python") for m in (2, 3)]
+    # the project's .venv (SDK v2) is the other major when this runs in .venv-sdk3, as `make test` does
+    candidates += [str(ROOT / venv / "bin" / "python") for venv in (".venv-sdk2", ".venv-sdk3", ".venv")]
     return next((p for p in candidates if p and Path(p).is_file() and _installed_major(p) not in (0, sdk.major())),
                 None)
 
