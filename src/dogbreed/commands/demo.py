@@ -95,7 +95,7 @@ def print_predictions(doc: list[dict]) -> float:
 def demo(app, data, out, max_jobs, max_parallel_jobs, port, keep):
     """Run the whole pipeline locally: data, tuning, training with debugger and profiler,
     report, endpoint, predictions. Offline and without AWS. Its time depends on how busy the
-    cores are: 658 s measured on 2 vCPUs (AMD EPYC) shared at load average 12-20.
+    cores are: 39 s measured on 2 idle vCPUs (AMD EPYC), 658 s on the same shared at load 12-20.
 
     \b
     Examples:
