@@ -94,8 +94,7 @@ def print_predictions(doc: list[dict]) -> float:
 @click.pass_obj
 def demo(app, data, out, max_jobs, max_parallel_jobs, port, keep):
     """Run the whole pipeline locally: data, tuning, training with debugger and profiler,
-    report, endpoint, predictions. Offline and without AWS: every step runs on the local
-    backend, whatever backend is configured. Its time depends on how busy the
+    report, endpoint, predictions. Offline and without AWS. Its time depends on how busy the
     cores are: 39 s measured on 2 idle vCPUs (AMD EPYC), 658 s on the same shared at load 12-20.
 
     \b
@@ -107,6 +106,9 @@ def demo(app, data, out, max_jobs, max_parallel_jobs, port, keep):
     import json
     import sys
 
+    if app.backend_choice != "local":
+        raise click.ClickException("the demo runs on the local backend; drop --backend sagemaker "
+                                   "(the README shows the SageMaker commands)")
     out_dir = Path(out).absolute()
     base = [sys.executable, "-m", "dogbreed", "--workspace", str(app.workspace.root), "--backend", "local"]
     steps = Steps(base, total=8)
