@@ -131,7 +131,8 @@ class SageMakerBackend(Backend):
         if prefix is None:
             prefix = f"{self.ctx.settings.prefix.strip('/')}/data/{Path(path).absolute().name}"
         return upload_dataset(self.ctx.boto_session, self.ctx.bucket, self.ctx.region, path, prefix,
-                              concurrency=concurrency, on_plan=on_plan, progress=progress)
+                              concurrency=concurrency, cache_dir=self.ws.cache_dir / "upload", on_plan=on_plan,
+                              progress=progress)
 
     # -- leftovers (dogbreed.backends.sagemaker.cleanup) ---------------------------------------
     def find_leftovers(self, *, prefix: str | None = None, endpoints: tuple[str, ...] = (),

@@ -5,8 +5,9 @@ a body that does not match it) and its response ETag must equal the MD5 we sent 
 composite ETag, MD5 of the parts' MD5s + "-N"); a mismatch is retried, then reported. Before
 uploading, the prefix is listed once: a file is skipped only when an object of the same size
 has the ETag computed from the local file, so a re-run repairs anything else. Files not in S3
-are hashed while they are sent, not before. A PUT is atomic, so an interrupted run leaves only
-complete objects behind and the next run uploads exactly what is missing.
+are hashed while they are sent, not before; the ETags of unchanged files are remembered between
+runs (`etag_cache`), so a re-run hashes only what changed. A PUT is atomic, so an interrupted run
+leaves only complete objects behind and the next run uploads exactly what is missing.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from dogbreed.backends.sagemaker.etag_cache import EtagCache, Stamp, now_ns, stamp_of
 from dogbreed.data.check import dataset_files
 from dogbreed.errors import ConfigError, DataError, DogbreedError
 
 PART_SIZE = 64 * 1024 * 1024  # larger files go multipart in parts of this size; dog photos are one PUT each
+EXPECT_ABOVE = 8 * 1024 * 1024  # PUT bodies up to this size are sent without waiting for `100 Continue`
 DEFAULT_CONCURRENCY = 16
 ATTEMPTS = 3  # sends of one file whose bytes S3 does not confirm, or that changes while being read
 INTEGRITY_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}
@@ -117,7 +120,11 @@ def check_bucket(client, bucket: str, region: str) -> None:
 class LocalFile:
     rel: str  # POSIX path relative to the dataset root
     path: Path
-    size: int
+    stamp: Stamp  # as scanned: size, mtime_ns, ctime_ns, inode
+
+    @property
+    def size(self) -> int:
+        return self.stamp[0]
 
 
 def scan(root: str | Path) -> list[LocalFile]:
@@ -131,7 +138,7 @@ def scan(root: str | Path) -> list[LocalFile]:
     if not any((root / split).is_dir() for split in ("train", "valid", "test")):
         raise DataError(f"{root} holds no train/ valid/ test/ folders; pass the dogImages folder itself")
     # the files training reads (symlinks followed, loops and dangling links skipped): `data check`'s rule
-    files = [LocalFile(rel, path, path.stat().st_size) for rel, path in dataset_files(root).files]
+    files = [LocalFile(rel, path, stamp_of(path.stat())) for rel, path in dataset_files(root).files]
     if not files:
         raise DataError(f"{root} holds no files to upload")
     return files
@@ -179,19 +186,24 @@ class _Plan:
 
 
 def plan_upload(client, bucket: str, prefix: str, files: list[LocalFile], concurrency: int,
-                part_size: int = PART_SIZE) -> _Plan:
-    """Skip a file only when S3 holds an object of its size whose ETag is the one computed from the file.
+                part_size: int, cache: EtagCache, scanned_ns: int) -> _Plan:
+    """Skip a file only when S3 holds an object of its size whose ETag is the one of the local file.
 
-    Only those candidates are hashed here; everything else is hashed while it is sent."""
+    Only those candidates need the local ETag here: remembered in `cache` for an unchanged file, else
+    computed (and remembered). Everything else is hashed while it is sent."""
     remote = list_objects(client, bucket, prefix)
     key_of = {f.rel: f"{prefix}/{f.rel}" if prefix else f.rel for f in files}
     candidates = [f for f in files if remote.get(key_of[f.rel], (None, ""))[0] == f.size]
 
     def intact(f: LocalFile) -> bool:
-        try:
-            return expected_etag(f.path, f.size, part_size) == remote[key_of[f.rel]][1]
-        except OSError:  # gone since the scan: the upload reports it
-            return False
+        etag = cache.get(f.rel, f.stamp)
+        if etag is None:
+            try:
+                etag = expected_etag(f.path, f.size, part_size)
+            except OSError:  # gone since the scan: the upload reports it
+                return False
+            cache.put(f.rel, f.stamp, etag, scanned_ns)  # the scan's stamp: any later write changes it
+        return etag == remote[key_of[f.rel]][1]
 
     with ThreadPoolExecutor(concurrency) as pool:
         skip = {f.rel for f, ok in zip(candidates, pool.map(intact, candidates)) if ok}
@@ -202,47 +214,64 @@ def s3_client(boto_session, concurrency: int):
     from botocore.config import Config
 
     # Content-MD5 is our integrity check: no second, SDK-computed checksum on every request.
-    return boto_session.client("s3", config=Config(max_pool_connections=concurrency + 4,
-                                                   retries={"mode": "standard", "max_attempts": 5},
-                                                   request_checksum_calculation="when_required"))
+    client = boto_session.client("s3", config=Config(max_pool_connections=concurrency + 4,
+                                                     retries={"mode": "standard", "max_attempts": 5},
+                                                     request_checksum_calculation="when_required"))
+    client.meta.events.register("before-sign.s3.PutObject", _send_small_bodies_at_once)
+    return client
+
+
+def _send_small_bodies_at_once(request, **kwargs) -> None:
+    """botocore asks S3 for a `100 Continue` before every PUT body: one more round trip per file. It
+    only saves sending a large body that S3 refuses (expired token, denied), so keep it for those."""
+    from botocore.utils import determine_content_length
+
+    if "Expect" in request.headers and (determine_content_length(request.data) or 0) <= EXPECT_ABOVE:
+        del request.headers["Expect"]
 
 
 def upload_dataset(boto_session, bucket: str, region: str, path: str | Path, prefix: str, *,
                    concurrency: int = DEFAULT_CONCURRENCY, part_size: int = PART_SIZE,
+                   cache_dir: str | Path | None = None,
                    on_plan: Callable[[int, int, int], None] | None = None,
                    progress: Callable[[int], None] | None = None) -> UploadResult:
     """Mirror the dataset folder `path` to s3://bucket/prefix/, uploading only what S3 does not hold intact.
 
-    `on_plan(to_upload, skipped, bytes_to_upload)` is called once before the first PUT;
-    `progress(n_bytes)` as files (or parts) are confirmed, from worker threads.
+    `cache_dir`: where the local files' ETags are remembered between runs (None: hash every file S3
+    holds at the same size). `on_plan(to_upload, skipped, bytes_to_upload)` is called once before the
+    first PUT; `progress(n_bytes)` as files (or parts) are confirmed, from worker threads.
     """
     import botocore.exceptions as be
 
     check_bucket_name(bucket)
     prefix = normalize_prefix(prefix)
+    scanned_ns = now_ns()
     files = scan(path)
     client = s3_client(boto_session, concurrency)
     check_bucket(client, bucket, region)
     uri = f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/"
+    cache = EtagCache(cache_dir, path, part_size)
     try:
-        plan = plan_upload(client, bucket, prefix, files, concurrency, part_size)
-    except (be.ClientError, be.BotoCoreError) as exc:
-        raise aws_error(exc, f"listing {uri}", bucket) from None
-    result = UploadResult(uri=uri, total=len(files), skipped=plan.skipped)
-    if on_plan:
-        on_plan(len(plan.todo), plan.skipped, sum(f.size for f, _ in plan.todo))
-    if plan.todo:
-        _Sender(client, bucket, part_size, progress, result).send_all(plan.todo, concurrency)
-    return result
+        try:
+            plan = plan_upload(client, bucket, prefix, files, concurrency, part_size, cache, scanned_ns)
+        except (be.ClientError, be.BotoCoreError) as exc:
+            raise aws_error(exc, f"listing {uri}", bucket) from None
+        result = UploadResult(uri=uri, total=len(files), skipped=plan.skipped)
+        if on_plan:
+            on_plan(len(plan.todo), plan.skipped, sum(f.size for f, _ in plan.todo))
+        if plan.todo:
+            _Sender(client, bucket, part_size, progress, result, cache).send_all(plan.todo, concurrency)
+        return result
+    finally:  # also after an error or an interruption: what was hashed need not be hashed again
+        cache.save({f.rel: f.stamp for f in files})
 
 
 class _Stopped(Exception):
     """Another worker hit a fatal error, or the user interrupted: leave this file for the re-run."""
 
 
-def _stamp(path: Path) -> tuple[int, int, int]:
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+def _stamp(path: Path) -> Stamp:
+    return stamp_of(os.stat(path))
 
 
 def _b64(digest: bytes) -> str:
@@ -260,9 +289,9 @@ def _confirms(response: dict, etag: str) -> bool:
 class _Sender:
     """Sends files from a thread pool; each counts as uploaded only once S3 confirmed its bytes."""
 
-    def __init__(self, client, bucket: str, part_size: int, progress, result: UploadResult):
+    def __init__(self, client, bucket: str, part_size: int, progress, result: UploadResult, cache: EtagCache):
         self.client, self.bucket, self.part_size = client, bucket, part_size
-        self.progress, self.result = progress, result
+        self.progress, self.result, self.cache = progress, result, cache
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.fatal: tuple[str, BaseException] | None = None  # (file, expired token, denied...): stops every worker
@@ -297,6 +326,7 @@ class _Sender:
         why = ""
         try:
             for _ in range(ATTEMPTS):
+                seen_ns = now_ns()
                 before = _stamp(file.path)
                 if before[0] > self.part_size:
                     sent = self._multipart(file.path, key)
@@ -312,6 +342,7 @@ class _Sender:
                     with self.lock:
                         self.result.uploaded.append(file.rel)
                         self.result.bytes_uploaded += sent[1]
+                    self.cache.put(file.rel, before, sent[2], seen_ns)
                     return
         except _Stopped:
             return
@@ -325,8 +356,8 @@ class _Sender:
         with self.lock:
             self.problems.append((file.rel, why))
 
-    def _put(self, path: Path, key: str, before) -> tuple[bool, int] | None:
-        """(confirmed, size) for one PUT; None when the file changed while it was read (nothing sent)."""
+    def _put(self, path: Path, key: str, before) -> tuple[bool, int, str] | None:
+        """(confirmed, size, ETag) for one PUT; None when the file changed while it was read (nothing sent)."""
         data = path.read_bytes()
         if _stamp(path) != before:
             return None
@@ -335,14 +366,14 @@ class _Sender:
             response = self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=_b64(md5.digest()))
         except Exception as exc:
             if _code(exc) in INTEGRITY_CODES:  # S3 got other bytes than we hashed
-                return False, len(data)
+                return False, len(data), ""
             raise
         ok = _confirms(response, md5.hexdigest())
         if ok and self.progress:
             self.progress(len(data))
-        return ok, len(data)
+        return ok, len(data), md5.hexdigest()
 
-    def _multipart(self, path: Path, key: str) -> tuple[bool, int]:
+    def _multipart(self, path: Path, key: str) -> tuple[bool, int, str]:
         client, bucket = self.client, self.bucket
         upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
         completed = False
@@ -358,10 +389,10 @@ class _Sender:
                                                       Body=chunk, ContentMD5=_b64(md5.digest()))
                     except Exception as exc:
                         if _code(exc) in INTEGRITY_CODES:
-                            return False, size
+                            return False, size, ""
                         raise
                     if not _confirms(response, md5.hexdigest()):
-                        return False, size
+                        return False, size, ""
                     parts.append({"ETag": response["ETag"], "PartNumber": number})
                     digests.append(md5.digest())
                     size += len(chunk)
@@ -370,7 +401,8 @@ class _Sender:
             response = client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
                                                         MultipartUpload={"Parts": parts})
             completed = True
-            return _confirms(response, f"{_md5(b''.join(digests)).hexdigest()}-{len(digests)}"), size
+            etag = f"{_md5(b''.join(digests)).hexdigest()}-{len(digests)}"
+            return _confirms(response, etag), size, etag
         finally:
             if not completed:  # no orphaned parts left billing
                 try:
