@@ -5,8 +5,9 @@ bare pool of put_object threads, on moto's S3 server in its own process on 127.0
     .venv/bin/python benchmarks/bench_upload.py --quick    # 600 small + 50 large, 1 round
 
 Tools (16 parallel requests each where they have a setting):
-  ours    dogbreed.backends.sagemaker.s3.upload_dataset, in this process
-  cli     `dogbreed data upload`, a process (compare it with `aws s3 sync`: both pay interpreter start-up)
+  ours    dogbreed.backends.sagemaker.s3.upload_dataset, in this process (its own ETag cache folder)
+  cli     `dogbreed data upload`, a process (compare it with `aws s3 sync`: both pay interpreter start-up;
+          its ETag cache lives in the benchmark's workspace, as a user's would)
   sync    `aws s3 sync` (AWS CLI v1 in .venv-awscli, `make bench-deps`; max_concurrent_requests = 16)
   upload  sagemaker.Session.upload_data, in this process (one upload_file after another)
   bare    a client with our settings, then 16 threads doing only read_bytes + put_object: the floor here
@@ -16,6 +17,9 @@ changed, re-run after 10 files changed (same size, new bytes); upload_data, whic
 each time, is timed on re-run once. After each round every tool's copy is checked against what
 moto holds (ETag == MD5 of the local file). Then the corruption-repair check: 10 objects of
 each tool's copy are overwritten in S3 with same-size wrong bytes and each tool runs once more.
+Besides wall time, each run's CPU seconds are recorded: the tool's own (this process for ours, bare and
+upload_data; the child process for cli and sync) and the S3 server's. On a shared machine they vary
+less than wall time, and show what each tool costs when the CPU, not the network, is the limit.
 Figures go to benchmarks/out/upload.json (merged by benchmarks/run_all.py).
 """
 
@@ -25,6 +29,7 @@ import argparse
 import hashlib
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -103,7 +108,8 @@ def run_ours(data: Path, prefix: str):
 
     s, puts = session()
     t0 = time.perf_counter()
-    upload_dataset(s, BUCKET, REGION, data, prefix, concurrency=JOBS)
+    upload_dataset(s, BUCKET, REGION, data, prefix, concurrency=JOBS,
+                   cache_dir=Path(os.environ["DOGBREED_WORKSPACE"] + "-ours") / "cache" / "upload")
     return time.perf_counter() - t0, puts.n
 
 
@@ -183,9 +189,19 @@ def corrupt(data: Path, prefix: str, n: int, seed: int) -> list[str]:
     return rels
 
 
-def bench_dataset(name: str, data: Path, n_files: int, rounds: int, changed: int, tools) -> dict:
-    """{scenario: {tool: [seconds per round]}}, plus PUT counts and correctness checks."""
+def cpu_seconds(server_pid: int) -> tuple[float, float]:
+    """(this process + its finished children, the S3 server) CPU seconds so far."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open(f"/proc/{server_pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
+            (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+
+
+def bench_dataset(name: str, data: Path, n_files: int, rounds: int, changed: int, tools, server_pid: int) -> dict:
+    """{scenario: {tool: [seconds per round]}} (wall, tool CPU, server CPU), PUT counts and correctness checks."""
     times = {s: {t: [] for t in tools} for s in ("first", "rerun", "changed")}
+    cpu = {s: {t: [] for t in tools} for s in times}  # (tool, server) CPU seconds per round
     puts: dict[tuple[str, str], int | None] = {}
     for r in range(rounds):
         order = list(tools if r % 2 == 0 else reversed(tools))  # alternate who goes first
@@ -199,13 +215,18 @@ def bench_dataset(name: str, data: Path, n_files: int, rounds: int, changed: int
                     continue  # the bare pool has no notion of what is there already
                 if tool == "upload" and (scenario == "changed" or scenario == "rerun" and r > 0):
                     continue  # it re-sends everything every time: shown once (round 1), not timed again
+                before = cpu_seconds(server_pid)
                 took, puts[scenario, tool] = RUN[tool](data, f"{name}-{tool}")
+                after = cpu_seconds(server_pid)
                 times[scenario][tool].append(took)
+                cpu[scenario][tool].append((round(after[0] - before[0], 3), round(after[1] - before[1], 3)))
         for tool in [t for t in order if times["changed"][t]]:  # what the tools that ran every scenario left
             held = intact(data, f"{name}-{tool}")
             if held != n_files:
                 print(f"  ! {tool}: only {held} of {n_files} objects match the local files")
-        print(f"  {name} round {r + 1}: " + ", ".join(f"{t} {times['first'][t][-1]:.2f}s" for t in order), flush=True)
+        print(f"  {name} round {r + 1} (load {os.getloadavg()[0]:.1f}): first upload "
+              + ", ".join(f"{t} {times['first'][t][-1]:.2f}s" for t in order) + "; re-run "
+              + ", ".join(f"{t} {times['rerun'][t][-1]:.2f}s" for t in order if len(times['rerun'][t]) > r), flush=True)
     repaired = {}
     for tool in tools:
         if tool == "bare":
@@ -214,7 +235,7 @@ def bench_dataset(name: str, data: Path, n_files: int, rounds: int, changed: int
         corrupt(data, prefix, 10, seed=7)
         RUN[tool](data, prefix)
         repaired[tool] = intact(data, prefix) - (n_files - 10)
-    return {"times": times, "puts": puts, "repaired": repaired}
+    return {"times": times, "cpu": cpu, "puts": puts, "repaired": repaired}
 
 
 def med(values):
@@ -231,6 +252,8 @@ def report(name: str, n: int, nbytes: int, res: dict, changed: int) -> list[dict
     m = {s: {tool: med(v) for tool, v in t[s].items()} for s in t}
     of_bare = paired(t["first"], "ours", "bare")
     vs_sync = {s: paired(t[s], "cli", "sync") for s in t}
+    own = {s: {tool: [c[0] for c in v] for tool, v in res["cpu"][s].items()} for s in t}
+    total = {s: {tool: [c[0] + c[1] for c in v] for tool, v in res["cpu"][s].items()} for s in t}
     print(f"\n{name}: {n} files, {nbytes / 1e6:.0f} MB; median seconds of {len(t['first']['ours'])} round(s); "
           "ratios: median of per-round ratios")
     print(f"{'scenario':<22}" + "".join(f"{tool:>9}" for tool in TOOLS)
@@ -241,6 +264,12 @@ def report(name: str, n: int, nbytes: int, res: dict, changed: int) -> list[dict
         bare = f"{of_bare:.2f}" if s == "first" else "-"
         upload = f"{row['upload'] / row['ours']:.2f}x" if row.get("upload") else "-"
         print(f"{s:<22}{cells}   {bare:>9}  {vs_sync[s]:>9.2f}x  {upload:>18}")
+    print("CPU seconds, tool + S3 server (medians): " + "; ".join(
+        f"{s}: " + ", ".join(f"{tool} {med(own[s][tool])}+{med([c[1] for c in res['cpu'][s][tool]])}"
+                             for tool in TOOLS if own[s][tool]) for s in t))
+    print(f"CPU ratios (median of per-round ratios): first upload, tool+server, bare/ours "
+          f"{paired(total['first'], 'ours', 'bare'):.2f}; cli vs sync: "
+          + ", ".join(f"{s} {paired(total[s], 'cli', 'sync'):.2f}x" for s in t))
     print("PUTs: " + "; ".join(f"{s}: ours {puts[s, 'ours']}, upload_data {puts.get((s, 'upload'), '-')}"
                               for s in ("first", "rerun", "changed")))
     print("corruption repair (10 objects overwritten with wrong bytes, then one run): "
@@ -252,6 +281,9 @@ def report(name: str, n: int, nbytes: int, res: dict, changed: int) -> list[dict
     return [
         vs(figure(f"upload {name}: first upload, ours vs bare put_object pool", m["first"]["ours"], None,
                   m["first"]["bare"], "s", ">= 0.95 of bare", higher_is_better=False), of_bare=of_bare),
+        vs(figure(f"upload {name}: first upload, CPU s (tool + S3 server), ours vs bare", med(total["first"]["ours"]),
+                  None, med(total["first"]["bare"]), "CPU s", "", higher_is_better=False),
+           of_bare=paired(total["first"], "ours", "bare")),
         *(vs(figure(f"upload {name}: {label[s]}, dogbreed CLI vs aws s3 sync", m[s]["cli"], m[s]["sync"], None, "s",
                     "> 1x (ahead of sync)", higher_is_better=False), ratio=vs_sync[s]) for s in label),
         figure(f"upload {name}: first upload, ours vs upload_data", m["first"]["ours"], m["first"]["upload"], None,
@@ -296,14 +328,17 @@ def main(argv=None) -> int:
             logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
             import sagemaker  # noqa: F401 - import time is not part of any measurement
 
+            import dogbreed.backends.sagemaker.s3  # noqa: F401 - nor for ours, which may run first
+
             client().create_bucket(Bucket=BUCKET)
             print(f"moto server {url}; {rounds} round(s); tools in alternating order: {', '.join(TOOLS)}")
             for seed, (name, (n, low, high)) in enumerate(sets.items()):
                 data = Path(tmp) / name / "dogImages"
                 nbytes = make_dataset(data, n, low, high, seed)
-                res = bench_dataset(name, data, n, rounds, 10, TOOLS)
+                res = bench_dataset(name, data, n, rounds, 10, TOOLS, proc.pid)
                 figures += report(name, n, nbytes, res, 10)
-                summary[name] = {"files": n, "bytes": nbytes, "seconds": res["times"], "repaired": res["repaired"]}
+                summary[name] = {"files": n, "bytes": nbytes, "seconds": res["times"], "cpu_seconds": res["cpu"],
+                                 "repaired": res["repaired"]}
                 for tool in TOOLS:
                     clear(f"{name}-{tool}")
                 shutil.rmtree(data.parent)

@@ -121,3 +121,11 @@ def test_files_written_just_before_the_upload_are_not_remembered(cli, workspace,
     upload(cli, data)  # the copy is seconds old: a second write in the same timestamp tick could hide
     upload(cli, data)
     assert len(hashed) == n_files(data)
+
+
+def test_a_cache_that_cannot_be_written_costs_only_hashing(cli, workspace, data, s3, hashed, settled):
+    (workspace / "cache").mkdir(parents=True)
+    (workspace / "cache" / "upload").write_text("a file where the cache folder would be")
+    upload(cli, data)
+    r = upload(cli, data)
+    assert "0 to upload" in r.output and len(hashed) == n_files(data)

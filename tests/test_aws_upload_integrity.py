@@ -65,6 +65,22 @@ def test_every_put_carries_the_md5_of_its_body(cli, workspace, data, s3, monkeyp
     assert_intact(s3, data, PREFIX)
 
 
+def test_small_puts_do_not_wait_for_100_continue_and_large_parts_do(aws, s3, tmp_path, monkeypatch):
+    import boto3
+
+    from dogbreed.backends.sagemaker.s3 import upload_dataset
+
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    (tmp_path / "d" / "train" / "big.bin").write_bytes(b"\x01" * (11 * 1024 * 1024))
+    (tmp_path / "d" / "train" / "small.jpg").write_bytes(b"dog" * 100)
+    session, expect = boto3.Session(region_name="us-east-1"), {}
+    session.events.register("before-send.s3", lambda request, **kw: expect.setdefault(
+        (request.method, request.url.split("?")[0].rsplit("/", 1)[-1]), []).append(request.headers.get("Expect")))
+    upload_dataset(session, BUCKET, "us-east-1", tmp_path / "d", "e", part_size=9 * 1024 * 1024)
+    assert expect[("PUT", "small.jpg")] == [None]  # one round trip, not two
+    assert expect[("PUT", "big.bin")] == [b"100-continue", b"100-continue"]  # 9 MiB parts: S3 may refuse first
+
+
 def test_body_corrupted_in_transit_is_detected_and_sent_again(cli, workspace, data, s3, monkeypatch):
     path, key = victim_of(data)
     corrupt = CorruptInTransit(key, times=1)
