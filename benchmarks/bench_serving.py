@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import io
+import os
 import shutil
 import socket
 import statistics
@@ -123,10 +124,11 @@ def pct(values, q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-def burst(port: int, images: list[bytes], seconds: float, clients: int) -> tuple[float, list[float]]:
-    """Closed-loop clients for `seconds`; returns (images/s, per-request latencies)."""
+def burst(port: int, images: list[bytes], seconds: float, clients: int) -> tuple[float, list[float], list[int]]:
+    """Closed-loop clients for `seconds`; returns (images/s, per-request latencies, the rows of the
+    model call each request rode in, from the server's X-Batch-Size header)."""
     stop = time.perf_counter() + seconds
-    counts, lat = [0] * clients, []
+    counts, lat, rows = [0] * clients, [], []
 
     def client(i):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
@@ -138,6 +140,7 @@ def burst(port: int, images: list[bytes], seconds: float, clients: int) -> tuple
             r.read()
             assert r.status == 200, r.status
             lat.append(time.perf_counter() - t)
+            rows.append(int(r.getheader("X-Batch-Size", "1")))
             counts[i] += 1
             k += clients
         conn.close()
@@ -148,7 +151,7 @@ def burst(port: int, images: list[bytes], seconds: float, clients: int) -> tuple
         t.start()
     for t in threads:
         t.join()
-    return sum(counts) / (time.perf_counter() - t0), lat
+    return sum(counts) / (time.perf_counter() - t0), lat, rows
 
 
 class Bare:
@@ -240,13 +243,14 @@ def main(argv=None):
         burst(seed_port, images, 0.5, 1)
         rows, lat8_ours, lat8_seed = [], [], []
         for r in range(rounds):
-            ours, lat = burst(ours_port, images, secs, CLIENTS)
+            ours, lat, batch_rows = burst(ours_port, images, secs, CLIENTS)
             lat8_ours += lat
             bare_tp = bare.throughput(secs)
-            seed, lat = burst(seed_port, images, secs, CLIENTS)
+            seed, lat, _ = burst(seed_port, images, secs, CLIENTS)
             lat8_seed += lat
-            rows.append((ours, bare_tp, seed))
-            print(f"round {r + 1}: ours {ours:.1f} img/s, bare {bare_tp:.1f}, seed-style {seed:.1f}", flush=True)
+            rows.append((ours, bare_tp, seed, statistics.mean(batch_rows), os.getloadavg()[0]))
+            print(f"round {r + 1}: ours {ours:.1f} img/s, bare {bare_tp:.1f} ({ours / bare_tp:.3f}x), seed-style "
+                  f"{seed:.1f}; mean rows per model call {rows[-1][3]:.1f}; load {rows[-1][4]:.1f}", flush=True)
         lat_ours, lat_bare = [], []
         n_lat = 10 if a.quick else 20
         for r in range(rounds):
