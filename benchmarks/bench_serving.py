@@ -2,11 +2,14 @@
 
     .venv/bin/python benchmarks/bench_serving.py [--quick]
 
-- throughput, 8 concurrent clients: ours (batching server, subprocess) vs the seed-style
-  handler (fp32, one request at a time, same decode/preprocess code) vs the bare model's
-  batched forward (the faster of fp32 and bf16+channels_last, batch = --batch). Short bursts
-  of each alternate, and the table reports the median per-round ratio, since this machine's
-  speed drifts from minute to minute.
+- throughput, 8 concurrent clients: ours (batching server, subprocess, --max-batch-size =
+  --batch) vs the seed-style handler (fp32, one request at a time, same decode/preprocess code)
+  vs the bare model's batched forward (the faster of fp32 and bf16+channels_last, batch =
+  --batch, same torch thread count, warmed up). Short bursts of each alternate; every round's
+  ratio is printed with the mean rows per model call (from X-Batch-Size) and the load average,
+  and the table reports the median per-round ratio, since this machine's speed drifts.
+  Ours pays what a real endpoint pays and the bare forward does not: HTTP on both ends (the
+  8 client threads share the machine), JPEG decoding and preprocessing, top-k and JSON.
 - p50 latency, one client: ours vs decode + preprocess + single-image forward in-process.
 Full: resnet50 --weights none, 224 px, 133 classes. --quick: resnet18, 112 px.
 """
@@ -237,7 +240,10 @@ def main(argv=None):
         procs.append(start([sys.executable, __file__, "--seed-server", str(model_dir), str(seed_port)], seed_port))
         bare = Bare(str(model_dir), a.batch, images)
         best = bare.pick_fastest()
-        print(f"{arch} {size}px 133 classes; bare batch {a.batch}: "
+        import torch
+
+        print(f"{arch} {size}px 133 classes; {torch.get_num_threads()} torch threads here and in the server; "
+              f"bare batch {a.batch}: "
               + ", ".join(f"{k} {v:.1f} img/s" for k, v in bare.best_throughput.items()) + f" -> {best.describe()}")
         burst(ours_port, images, 0.5, CLIENTS)  # warm-up
         burst(seed_port, images, 0.5, 1)
@@ -259,7 +265,9 @@ def main(argv=None):
         med = statistics.median
         figures = [
             figure("throughput, 8 clients vs bare batched forward", med(r[0] for r in rows), None,
-                   med(r[1] for r in rows), "img/s", target=">= 0.8x bare"),
+                   med(r[1] for r in rows), "img/s", target=">= 0.9x bare in every round",
+                   note="per-round ratios " + ", ".join(f"{r[0] / r[1]:.3f}" for r in rows)
+                        + f"; mean rows per model call {statistics.mean(r[3] for r in rows):.1f}"),
             figure("throughput, 8 clients vs seed-style handler", med(r[0] for r in rows), med(r[2] for r in rows),
                    None, "img/s", target=">= 2.5x seed"),
             figure("p50 latency, 1 client", med(lat_ours) * 1000, None, med(lat_bare) * 1000, "ms",
@@ -272,10 +280,12 @@ def main(argv=None):
                    higher_is_better=False, note="baseline = seed-style handler"),
         ]
         figures[0]["median_round_ratio_of_bare"] = round(med(r[0] / r[1] for r in rows), 3)
+        figures[0]["min_round_ratio_of_bare"] = round(min(r[0] / r[1] for r in rows), 3)
         figures[1]["median_round_ratio"] = round(med(r[0] / r[2] for r in rows), 3)
         figures[2]["bare_over_ours"] = round(med(lat_bare) / med(lat_ours), 3)
         print_table(figures, f"serving ({arch}, {size} px, {rounds} rounds of {secs:g} s)")
-        print(f"median per-round ratios: ours/bare {figures[0]['median_round_ratio_of_bare']}, "
+        print(f"median per-round ratios: ours/bare {figures[0]['median_round_ratio_of_bare']} (lowest round "
+              f"{figures[0]['min_round_ratio_of_bare']}), "
               f"ours/seed {figures[1]['median_round_ratio']}; p50 ours/bare "
               f"{med(lat_ours) / med(lat_bare):.2f}x")
         save("serving", figures, arch=arch, image_size=size, rounds=[list(r) for r in rows],
