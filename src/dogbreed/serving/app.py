@@ -52,7 +52,7 @@ class ModelServer:
         return self.batcher.alive()
 
     def arriving(self) -> Arrival:
-        """Count a request as on its way to the model from its first byte (see batcher.py); pass
+        """Count a request as on its way to the model from its headers (see batcher.py); pass
         it to `invoke`, and to `left` when the request ends."""
         return self.batcher.arrive()
 

@@ -4,12 +4,12 @@ Each request decodes and preprocesses in its own thread (input_fn), off the mode
 path, then `submit`s its tensor. The model thread concatenates the tensors of concurrent
 requests along dim 0 (up to `max_batch_size` rows), calls predict once and hands each request
 its slice of the prediction. It waits for more rows (up to `max_wait_ms`) only while other
-requests are on their way (an `Arrival`, taken by the HTTP server at a request's first byte),
-so a lone client never pays the wait. Counting from the first byte, not from the start of
-decoding, matters under load: clients answered by one model call come back together, and a
-batch started before the slower ones were counted splits them into two half batches that then
-alternate, each decoding next to the other's forward pass (on 2 cores ~15% of throughput).
-Work that must run alone on the model thread (loading the model, transform_fn) goes through
+requests are on their way (an `Arrival`, taken by the HTTP server once a POST's headers are
+in, before its body is read), so a lone client never pays the wait. Clients answered by one
+model call come back together; a batch that starts before the slower of them have decoded
+splits them into two half batches that keep alternating, each decoding next to the other's
+forward pass. So the default wait (limits.DEFAULT_MAX_WAIT_MS) covers decoding a batch of
+photo-sized requests on 2 cores. Work that must run alone on the model thread (loading the model, transform_fn) goes through
 `submit_call`.
 """
 
