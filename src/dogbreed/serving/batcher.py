@@ -9,8 +9,8 @@ in, before its body is read), so a lone client never pays the wait. Clients answ
 model call come back together; a batch that starts before the slower of them have decoded
 splits them into two half batches that keep alternating, each decoding next to the other's
 forward pass. So the default wait (limits.DEFAULT_MAX_WAIT_MS) covers decoding a batch of
-photo-sized requests on 2 cores. Work that must run alone on the model thread (loading the model, transform_fn) goes through
-`submit_call`.
+photo-sized requests on 2 cores. Work that must run alone on the model thread (loading the
+model, transform_fn) goes through `submit_call`.
 """
 
 from __future__ import annotations
