@@ -139,3 +139,22 @@ def test_a_second_run_on_the_same_output_is_refused(cli, workspace, photos, tiny
         r = cli("batch", photos, "--out", out, "--model-data", tiny_model_tar)
     assert r.exit_code == 1 and "another `dogbreed batch` is writing" in r.output
     assert not out.exists() and not out.with_name("scores.jsonl.partial").exists()
+
+
+@pytest.mark.parametrize("alongside", [True, False])
+def test_decoding_next_to_or_between_forward_passes_gives_the_same_lines(photos, tiny_model_tar, tmp_path,
+                                                                         monkeypatch, alongside):
+    """Both decode schedules (next to the forward on CUDA or spare cores; between forward passes when
+    a CPU forward uses every core) score every image, in order, as the endpoint does."""
+    from dogbreed.serving import batch, handler
+    from dogbreed.serving.model_dir import prepare_model_dir
+
+    loaded = handler.model_fn(str(prepare_model_dir(str(tiny_model_tar), tmp_path / "model")))
+    files = sorted(p for p in photos.rglob("*") if p.is_file())
+    monkeypatch.setattr(batch, "decode_alongside", lambda device_type: alongside)
+    rows = [row for rows in batch.score_batches(loaded, files, photos, k=3, batch_size=3) for row in rows]
+    assert [row["image"] for row in rows] == [f.relative_to(photos).as_posix() for f in files]
+    assert sum("error" in row for row in rows) == 1  # broken.jpg
+    first = next(row for row in rows if "predictions" in row)
+    expected = endpoint_predictions(tiny_model_tar, photos / first["image"], 3, tmp_path / str(alongside))
+    assert [p["breed"] for p in first["predictions"]] == [p["breed"] for p in expected]

@@ -256,11 +256,12 @@ def test_batcher_merges_concurrent_requests_and_survives_errors():
 
     b = Batcher(predict, max_batch_size=4, max_wait_ms=5000).start()  # fires once nothing is decoding
     try:
-        b.decoding(+3)  # three requests still decoding: the first batch waits for them
+        arrivals = [b.arrive() for _ in range(3)]  # three requests on their way: the first batch waits for them
         first = b.submit(torch.ones(1, 1))
         later = []
-        for v in (2.0, 3.0, 4.0):
-            later.append(b.submit(torch.full((1, 1), v), was_decoding=True))
+        for v, arrival in zip((2.0, 3.0, 4.0), arrivals):
+            later.append(b.submit(torch.full((1, 1), v), arrival=arrival))
+            b.leave(arrival)  # the request ends: a no-op once its rows are queued
         for p in [first, *later]:
             assert p.done.wait(5)
         assert calls[0] == 4 and [float(p.result) for p in [first, *later]] == [2, 4, 6, 8]
@@ -271,6 +272,25 @@ def test_batcher_merges_concurrent_requests_and_survives_errors():
     finally:
         b.stop()
     assert not b.alive()
+
+
+def test_a_request_that_brings_no_rows_releases_the_waiting_batch():
+    import torch
+
+    from dogbreed.serving.batcher import Batcher
+
+    b = Batcher(lambda x: x, max_batch_size=4, max_wait_ms=60_000).start()
+    try:
+        bad = b.arrive()  # e.g. a body that fails to decode
+        job = b.submit(torch.ones(1, 1), arrival=b.arrive())
+        assert not job.done.wait(0.2)  # waits: `bad` may still bring rows
+        b.leave(bad)
+        b.leave(bad)  # leaving twice counts once
+        assert job.done.wait(5) and job.batch_rows == 1
+        again = b.submit(torch.ones(1, 1))  # nothing on its way: no wait at all
+        assert again.done.wait(5)
+    finally:
+        b.stop()
 
 
 def test_inference_module_is_validated_like_the_toolkit(tmp_path):

@@ -296,7 +296,7 @@ def test_serve_runs_the_server_in_the_foreground_until_ctrl_c(artifact, tmp_path
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
-    assert "(max batch 16, max wait 5 ms)" in out and "server stopped" in out
+    assert "(max batch 16, max wait 15 ms)" in out and "server stopped" in out
 
 
 def test_serve_errors_are_one_line(tmp_path, workspace, cli):

@@ -16,7 +16,7 @@ import click
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True,
               help="Local: images per forward pass.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
-              help="Local: image-decoding threads. [default: CPU count, at most 4]")
+              help="Local: image-decoding threads. [default: CPU count between forward passes, at most 4 next to them]")
 @click.option("--instance-type", default=None,
               help="SageMaker: transform instance type. [default: ml.m5.large, or `inference_instance_type`]")
 @click.option("--instance-count", type=click.IntRange(1, 100), default=1, show_default=True,

@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from dogbreed.serving.batcher import Batcher, Pending
+from dogbreed.serving.batcher import Arrival, Batcher, Pending
 from dogbreed.serving.budget import DecodeBudget, decode_cost
 from dogbreed.serving.errors import HttpError, ModelLoadError
 from dogbreed.serving.inference_module import InferenceModule
@@ -51,26 +51,44 @@ class ModelServer:
     def healthy(self) -> bool:
         return self.batcher.alive()
 
-    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str, int]:
+    def arriving(self) -> Arrival:
+        """Count a request as on its way to the model from its headers (see batcher.py); pass
+        it to `invoke`, and to `left` when the request ends."""
+        return self.batcher.arrive()
+
+    def left(self, arrival: Arrival | None) -> None:
+        self.batcher.leave(arrival)
+
+    def invoke(self, body: bytes, content_type: str, accept: str,
+               arrival: Arrival | None = None) -> tuple[bytes, str, int]:
         """input_fn (this thread) -> predict_fn (model thread, batched) -> output_fn (this thread)."""
+        own = arrival is None
+        arrival = arrival or self.arriving()
+        try:
+            return self._invoke(body, content_type, accept, arrival)
+        finally:
+            if own:
+                self.left(arrival)
+
+    def _invoke(self, body, content_type: str, accept: str, arrival: Arrival) -> tuple[bytes, str, int]:
         m = self.module
         if not self.batcher.alive():
             raise HttpError(503, "the model worker is not running: redeploy the endpoint")
         with self.budget.admit(decode_cost(body, content_type)):
             if m.transform_fn:
+                self.left(arrival)  # runs alone on the model thread: no batch waits for it
                 job = self.batcher.submit_call(lambda: m.transform_fn(self.model, body, content_type, accept))
                 out = self._wait(job)
                 return _encode(out, accept) + (job.batch_rows,)
-            self.batcher.decoding(+1)
             try:
                 data = m.input_fn(body, content_type)
             except RecursionError:  # e.g. JSON nested thousands deep: the client's mistake
-                self.batcher.decoding(-1)
+                self.left(arrival)
                 raise HttpError(400, "the request body is nested too deeply to decode") from None
             except BaseException:
-                self.batcher.decoding(-1)
+                self.left(arrival)  # no rows are coming: a batch must not wait for this request
                 raise
-        job = self.batcher.submit(data, was_decoding=True)
+        job = self.batcher.submit(data, arrival=arrival)
         prediction = self._wait(job)
         return _encode(m.output_fn(prediction, accept), accept) + (job.batch_rows,)
 

@@ -2,9 +2,13 @@
 
 The same handler functions as the endpoint (`handler.model_fn`, `input_fn` with the eval
 preset, `predict_fn`, `top_k`), so each line holds what `predict --json` prints for that image.
-Decoding runs in a thread pool a few batches ahead of the forward pass, so the model does not
-wait for JPEG decoding (PIL and numpy release the GIL; the forward stays on this thread, keeping
-one OpenMP thread team, see serving/app.py).
+Decoding runs in a thread pool (PIL and numpy release the GIL; the forward stays on this thread,
+keeping one OpenMP thread team, see serving/app.py). When the model has cores to itself (CUDA, or
+more CPUs than torch's intra-op threads) the pool decodes a few batches ahead, next to the
+forward pass. When the CPU forward pass already uses every core, the pool decodes the next batch
+on all cores *between* forward passes instead: a decode thread running next to the forward
+pre-empts one of its OpenMP threads and the whole parallel region waits for it at the next
+barrier, so on 2 cores overlapping cost ~2x the decoding time.
 
 Resumable: lines go to `<out>.partial` as each batch finishes (flushed); a rerun after an
 interruption skips the images already there, and the finished file is renamed to `<out>`.
@@ -151,11 +155,21 @@ def _score_into(output: Output, files: list[Path], root: Path, model_dir, model_
     return {"total": len(files), "scored": scored, "failed": failed, "resumed": resumed, "seconds": seconds}
 
 
+def decode_alongside(device_type: str) -> bool:
+    """Whether decoding should run next to the forward pass: yes unless a CPU forward uses every core."""
+    import torch
+
+    return device_type != "cpu" or (os.cpu_count() or 1) > torch.get_num_threads()
+
+
 def score_batches(loaded, files: list[Path], root: Path, k: int = 5, batch_size: int = 32,
                   workers: int | None = None):
     """With a loaded model (handler.model_fn), yield one list of result rows per batch, in file order."""
-    workers = workers or min(4, os.cpu_count() or 1)
     import torch
+
+    overlap = decode_alongside(loaded.precision.device_type)
+    workers = workers or (min(4, os.cpu_count() or 1) if overlap else os.cpu_count() or 1)
+    ahead = PREFETCH_BATCHES if overlap else 0
 
     from dogbreed.serving import handler
     from dogbreed.serving.errors import RequestError
@@ -171,21 +185,22 @@ def score_batches(loaded, files: list[Path], root: Path, k: int = 5, batch_size:
     pending: deque = deque()
     names = iter(files)
     with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
-        def fill():
-            while len(pending) < batch_size * PREFETCH_BATCHES:
+        def fill(batches: int):
+            while len(pending) < batch_size * batches:
                 path = next(names, None)
                 if path is None:
                     return
                 pending.append((path, pool.submit(decode, path)))
 
-        fill()
+        fill(max(ahead, 1))
         while pending:
             batch = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
-            fill()  # the pool decodes the next batches while this one runs through the model
+            fill(ahead)  # overlapping: the pool decodes the next batches while this one runs through the model
             decoded = [(path.relative_to(root).as_posix(), future.result()) for path, future in batch]
             tensors = [x for _, x in decoded if not isinstance(x, str)]
-            predictions = iter(handler.top_k(handler.predict_fn(torch.cat(tensors), loaded), loaded.breeds, k)
-                               if tensors else [])
+            logits = handler.predict_fn(torch.cat(tensors), loaded) if tensors else None
+            fill(1)  # not overlapping: the pool decodes the next batch now, between forward passes
+            predictions = iter(handler.top_k(logits, loaded.breeds, k) if tensors else [])
             yield [{"image": name, "error": x} if isinstance(x, str) else {"image": name,
                                                                           "predictions": next(predictions)}
                    for name, x in decoded]

@@ -4,8 +4,13 @@ Each request decodes and preprocesses in its own thread (input_fn), off the mode
 path, then `submit`s its tensor. The model thread concatenates the tensors of concurrent
 requests along dim 0 (up to `max_batch_size` rows), calls predict once and hands each request
 its slice of the prediction. It waits for more rows (up to `max_wait_ms`) only while other
-requests are still decoding, so a lone client never pays the wait. Work that must run alone
-on the model thread (loading the model, transform_fn) goes through `submit_call`.
+requests are on their way (an `Arrival`, taken by the HTTP server once a POST's headers are
+in, before its body is read), so a lone client never pays the wait. Clients answered by one
+model call come back together; a batch that starts before the slower of them have decoded
+splits them into two half batches that keep alternating, each decoding next to the other's
+forward pass. So the default wait (limits.DEFAULT_MAX_WAIT_MS) covers decoding a batch of
+photo-sized requests on 2 cores. Work that must run alone on the model thread (loading the
+model, transform_fn) goes through `submit_call`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,15 @@ class Pending:
     result: Any = None
     error: BaseException | None = None
     batch_rows: int = 0
+
+
+class Arrival:
+    """A request counted as on its way to the model until its rows are queued or it ends."""
+
+    __slots__ = ("open",)
+
+    def __init__(self):
+        self.open = True
 
 
 def split_prediction(pred, sizes: list[int]) -> list:
@@ -71,7 +85,7 @@ class Batcher:
         self.max_wait = max_wait_ms / 1000.0
         self._queue: deque[Pending] = deque()
         self._cond = threading.Condition()
-        self._decoding = 0  # requests inside input_fn: more rows may be on their way
+        self._decoding = 0  # open Arrivals: more rows may be on their way
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="model", daemon=True)
         self.batches = 0
@@ -89,27 +103,39 @@ class Batcher:
             self._cond.notify_all()
         self._thread.join(timeout=10)
 
-    def decoding(self, delta: int) -> None:
+    def arrive(self) -> Arrival:
+        """Count a request as on its way: a batch being formed waits for it (up to max_wait)."""
         with self._cond:
-            self._decoding += delta
-            self._cond.notify_all()
+            self._decoding += 1
+        return Arrival()
 
-    def submit(self, data, *, was_decoding: bool = False) -> Pending:
-        """Queue `data`; `was_decoding` ends this request's `decoding(+1)` in the same step, so
-        the model thread never sees "nothing decoding" while the rows are not yet queued."""
+    def leave(self, arrival: Arrival | None) -> None:
+        """The request ends without (more) rows for the model; no-op once its rows are queued."""
+        if arrival is not None and arrival.open:
+            with self._cond:
+                self._close(arrival)
+                self._cond.notify_all()
+
+    def _close(self, arrival: Arrival | None) -> None:
+        if arrival is not None and arrival.open:
+            arrival.open = False
+            self._decoding -= 1
+
+    def submit(self, data, *, arrival: Arrival | None = None) -> Pending:
+        """Queue `data`; its `arrival` ends in the same step, so the model thread never sees
+        "nothing on its way" while the rows are not yet queued."""
         import torch
 
         rows = int(data.shape[0]) if isinstance(data, torch.Tensor) and data.dim() > 0 else None
-        return self._enqueue(Pending(data, rows), was_decoding)
+        return self._enqueue(Pending(data, rows), arrival)
 
     def submit_call(self, fn: Callable[[], Any]) -> Pending:
         """Queue `fn` to run alone on the model thread (loading the model, transform_fn)."""
         return self._enqueue(Pending(None, None, fn))
 
-    def _enqueue(self, item: Pending, was_decoding: bool = False) -> Pending:
+    def _enqueue(self, item: Pending, arrival: Arrival | None = None) -> Pending:
         with self._cond:
-            if was_decoding:
-                self._decoding -= 1
+            self._close(arrival)
             if self._stopping:
                 self._cond.notify_all()
                 raise RuntimeError("the server is shutting down")

@@ -64,6 +64,7 @@ class Handler(BaseHTTPRequestHandler):
     allowed_hosts: frozenset = frozenset()  # empty: any Host
     host_ok = True  # False: a foreign Host, which is not told the endpoint's token
     page_info: page.PageInfo  # what GET /about and GET /report tell
+    arrival = None  # this request, counted by the batcher from its headers until its rows are queued
 
     def log_message(self, fmt, *args):  # one line per error only; access logs would cost CPU
         pass
@@ -87,6 +88,8 @@ class Handler(BaseHTTPRequestHandler):
     def parse_request(self) -> bool:
         ok = super().parse_request()
         self.server.watchdog.done(self.connection)  # the headers are in: the deadline is met
+        if ok and self.command == "POST":  # from here a batch being formed waits for it (serving/batcher.py)
+            self.arrival = self.app.arriving()
         if ok and not self._host_allowed():
             self.close_connection = True
             self.host_ok = False
@@ -104,7 +107,11 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.server.watchdog.expect(self.connection)  # from its first byte, the request has a deadline
-        super().handle_one_request()
+        try:
+            super().handle_one_request()
+        finally:
+            self.app.left(self.arrival)
+            self.arrival = None
 
     def _host_allowed(self) -> bool:
         host = self.headers.get("Host")
@@ -149,7 +156,7 @@ class Handler(BaseHTTPRequestHandler):
                     body = body.decode("utf-8")
                 except UnicodeDecodeError:
                     raise HttpError(400, f"the {ctype} body is not UTF-8 text") from None
-            out, out_type, rows = self.app.invoke(body, ctype, accept)
+            out, out_type, rows = self.app.invoke(body, ctype, accept, self.arrival)
             self._send(200, out, out_type, {"X-Batch-Size": rows})
         except Exception as exc:
             status = _error_status(exc)

@@ -17,7 +17,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
 
 # Dynamic batching: most rows per model call, and how long a batch waits for requests still decoding.
 DEFAULT_MAX_BATCH_SIZE = 16
-DEFAULT_MAX_WAIT_MS = 5.0
+DEFAULT_MAX_WAIT_MS = 15.0  # covers 8 photo-sized requests decoding on 2 cores
 
 # Memory: bytes of decoded images all concurrent requests may hold at once (see serving/budget.py).
 ENV_DECODE_BUDGET_MB = "DOGBREED_DECODE_BUDGET_MB"
