@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -171,8 +172,57 @@ def build_backbone_model(config, weights: str | None, cache: "FeatureCache | Non
     return build_model_with_backbone(config, torch.load(path, map_location="cpu", weights_only=True))
 
 
-def compute_features(backbone, dataset, precision, *, batch_size: int, workers: int):
-    """Run the frozen backbone over `dataset` once; unreadable images are dropped."""
+@dataclass(frozen=True)
+class BuildProgress:
+    """How far the computation of one cache file is: what the trial prints and the tuner reads."""
+
+    what: str  # "train/train-aug-0", "valid/eval"
+    done: int  # images
+    total: int
+    rate: float  # images/s so far
+    eta_s: float | None  # seconds left at that rate
+
+    def line(self) -> str:
+        eta = f"{self.eta_s:.0f} s" if self.eta_s is not None else "?"
+        return f"{PROGRESS_PREFIX} {self.what} {self.done}/{self.total} images, {self.rate:.1f} img/s, ETA {eta}"
+
+    @classmethod
+    def parse(cls, line: str) -> "BuildProgress | None":
+        m = _PROGRESS_RE.match(line.strip())
+        if not m:
+            return None
+        what, done, total, rate, eta = m.groups()
+        return cls(what, int(done), int(total), float(rate), None if eta == "?" else float(eta))
+
+
+PROGRESS_PREFIX = "feature cache:"
+_PROGRESS_RE = re.compile(re.escape(PROGRESS_PREFIX) + r" (\S+) (\d+)/(\d+) images, ([\d.]+) img/s, ETA (\?|[\d.]+)")
+
+
+class ProgressPrinter:
+    """`(done, total)` -> a BuildProgress line on stdout (the trial's log), the first and the last
+    batch and at most one every `every_s` seconds in between."""
+
+    def __init__(self, what: str, every_s: float = 2.0, out: Callable[[str], None] | None = None):
+        self.what, self.every_s = what, every_s
+        self.out = out or (lambda line: print(line, flush=True))
+        self.started = time.perf_counter()
+        self.last = -every_s
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter() - self.started
+        if done < total and now - self.last < self.every_s:
+            return
+        self.last = now
+        rate = done / now if now > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else None
+        self.out(BuildProgress(self.what, done, total, rate, eta).line())
+
+
+def compute_features(backbone, dataset, precision, *, batch_size: int, workers: int,
+                     progress: Callable[[int, int], None] | None = None):
+    """Run the frozen backbone over `dataset` once; unreadable images are dropped.
+    `progress(done, total)` after every batch (images, counting dropped ones)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -181,15 +231,20 @@ def compute_features(backbone, dataset, precision, *, batch_size: int, workers: 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         collate_fn=collate_skip_none)
     feats, labels = [], []
+    total, done = len(dataset), 0
     backbone.eval()
+    if progress:
+        progress(0, total)
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
         for x, y in loader:
-            if len(y) == 0:
-                continue
-            with precision.autocast():
-                f = backbone(precision.prepare_input(x))
-            feats.append(f.detach().to("cpu"))
-            labels.append(y)
+            done = min(total, done + batch_size)
+            if len(y) > 0:
+                with precision.autocast():
+                    f = backbone(precision.prepare_input(x))
+                feats.append(f.detach().to("cpu"))
+                labels.append(y)
+            if progress:
+                progress(done, total)
     dim = getattr(backbone, "feature_dim", None)
     if not feats:
         return torch.empty(0, dim or 0), torch.empty(0, dtype=torch.long)
@@ -224,7 +279,7 @@ class FeatureSource:
                 seed = int(view.rsplit("-", 1)[1]) + 1
                 dataset = _SeededView(self.data.dataset(split, ClassificationPresetTrain(crop_size=size)), seed)
             return compute_features(self.backbone, dataset, self.precision, batch_size=self.batch_size,
-                                    workers=self.workers)
+                                    workers=self.workers, progress=ProgressPrinter(f"{split}/{view}"))
 
         return self.cache.get(self.key(split, view), compute)
 
