@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from dogbreed.commands.options import (collect_static, data_option, emit_json, json_option, sagemaker_job_options,
@@ -18,7 +20,7 @@ class TuneProgress:
 
     def __init__(self, err: bool = False, every_s: float = 10.0):
         self.err, self.every_s = err, every_s
-        self.tty = click.get_text_stream("stderr" if err else "stdout").isatty()
+        self.tty = (sys.stderr if err else sys.stdout).isatty()
         self.seen: set[str] = set()
         self.bar_shown = False
         self.last_line: dict[str, float] = {}
