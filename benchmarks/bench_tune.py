@@ -36,6 +36,10 @@ from common import figure, print_table, save  # noqa: E402
 TRIALS = 8
 
 
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
 def synth(root: Path, classes: int, per_class: int, image_size: int) -> Path:
     from dogbreed.data.synth import SynthSpec, synthesize
 
@@ -97,22 +101,23 @@ def run_naive(ws_root: Path, data: Path, static: dict, trials: list) -> list[tup
     return out
 
 
-def warm_vs_fresh(ws_root: Path, data: Path, static: dict, rounds: int = 2, trials: int = 2):
-    """Whole trial jobs at warm cache, (forked from warm workers, fresh processes), alternating."""
-    import os
-
+def warm_vs_fresh(ws_root: Path, data: Path, static: dict, rounds: int = 2, trials: int = 3):
+    """Whole trial jobs at warm cache, forked from warm workers vs fresh processes, alternating
+    rounds of `trials` each: {mode: (job wall seconds, CPU seconds per trial)}. The forked side's
+    CPU includes its server's one-off start (imports, warm-up), spread over the round's trials."""
     from dogbreed.backends.local.trial_workers import ENV_SWITCH
 
-    forked, fresh = [], []
+    out: dict[str, tuple[list, list]] = {"on": ([], []), "off": ([], [])}
     for r in range(rounds):
-        for mode, out in (("on", forked), ("off", fresh)):
+        for mode, (walls, cpus) in out.items():
             os.environ[ENV_SWITCH] = mode
             try:
-                _, _, jobs = run_ours(ws_root, data, static, trials, name=f"bench-{mode}-{r}", seed=100 + r)
+                _, cpu, jobs = run_ours(ws_root, data, static, trials, name=f"bench-{mode}-{r}", seed=100 + r)
             finally:
                 os.environ.pop(ENV_SWITCH, None)
-            out += [j.duration_s for j in jobs]
-    return forked, fresh
+            walls += [j.duration_s for j in jobs]
+            cpus.append(cpu / trials)
+    return out
 
 
 def backbone_pass_seconds(data: Path, arch: str, size: int, mixed: str) -> float:
@@ -190,7 +195,8 @@ def main(argv=None):
         in_script = [m["seconds"] for _, m in warm]
         process = [j.duration_s for j, _ in warm]
         cache_s = sum(m["feature_cache"]["compute_seconds"] for m in reports)
-        forked, fresh = warm_vs_fresh(tmp / "ws", data, static)
+        both = warm_vs_fresh(tmp / "ws", data, static)
+        (forked, forked_cpu), (fresh, fresh_cpu) = both["on"], both["off"]
         fp32_pass = backbone_pass_seconds(data, arch, size, "off")
         bf16_pass = backbone_pass_seconds(data, arch, size, "auto")
 
@@ -199,7 +205,7 @@ def main(argv=None):
                   f"naive: {len(pick)} of 8 trials run (epochs {sorted(set(epochs))}), total extrapolated")
     per_trial = sum(in_script) / len(in_script)
     per_process = sum(process) / len(process)
-    forked_s, fresh_s = sum(forked) / len(forked), sum(fresh) / len(fresh)
+    forked_s, fresh_s = mean(forked), mean(fresh)
     figures = [
         figure(f"{TRIALS} trials wall time ({n_train} imgs {size}px {arch}, frozen)", round(ours_s, 1),
                round(naive_s, 1), None, "s", target=">= 25x", higher_is_better=False, note=note_naive),
@@ -213,6 +219,9 @@ def main(argv=None):
         figure("warm trial job: forked from warm workers vs a fresh process", round(forked_s, 2),
                round(fresh_s, 2), None, "s", target="start-up gone", higher_is_better=False,
                note=f"{len(forked)} + {len(fresh)} trials at warm cache, alternating rounds"),
+        figure("warm trial CPU: forked (server start included) vs a fresh process", round(mean(forked_cpu), 2),
+               round(mean(fresh_cpu), 2), None, "cpu-s", target="start-up gone", higher_is_better=False,
+               note=f"per trial, rounds of 3: forked {forked_cpu}, fresh {fresh_cpu}"),
     ]
     figures[2]["of_bare"] = round(per_process / fp32_pass, 4)
     figures[2]["of_bf16_pass"] = round(per_process / bf16_pass, 4)
@@ -223,7 +232,8 @@ def main(argv=None):
           f"{per_trial:.2f} s = {per_trial / fp32_pass:.2%}; {len(warm)} warm trials, cache built in "
           f"{cache_s:.1f} s; warm trial forked {forked_s:.2f} s vs fresh process {fresh_s:.2f} s")
     save("tune", figures, quick=a.quick, trial_epochs=epochs, naive_measured=measured, forked_trials_s=forked,
-         fresh_trials_s=fresh, load_average=[round(x, 2) for x in os.getloadavg()])
+         fresh_trials_s=fresh, forked_trial_cpu_s=forked_cpu, fresh_trial_cpu_s=fresh_cpu,
+         load_average=[round(x, 2) for x in os.getloadavg()])
 
 
 if __name__ == "__main__":
