@@ -3,7 +3,9 @@
     <workspace>/tuning/<name>/tuning.json   the spec, status and the driving process
     <workspace>/tuning/<name>/study.db      Optuna's SQLite storage: every trial, its params,
                                             per-epoch objective values and final state
-    <workspace>/jobs/<name>-NNN/            one local job per trial (hpo.py), as any other job
+    <workspace>/jobs/<name>-NNN/            one local job per trial (hpo.py), as any other job;
+                                            its process forked from the run's warm trial workers
+                                            (`trial_workers`: no python/torch start-up per trial)
 
 Strategies: bayesian (TPE), random, grid (continuous ranges at a few points), hyperband
 (TPE + Hyperband pruning). `--early-stopping` prunes with the median rule, like
