@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -137,11 +138,56 @@ def backbone_pass_seconds(data: Path, arch: str, size: int, mixed: str) -> float
     backbone = precision.prepare_model(model.backbone).eval()
     loader = DataLoader(d.dataset("train", ClassificationPresetEval(crop_size=size)), batch_size=64,
                         collate_fn=collate_skip_none)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     with torch.inference_mode(), precision.autocast():
         for x, _ in loader:
             backbone(precision.prepare_input(x))
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - cpu
+
+
+def forked_trial_cpu(job_dir: Path, trials: int = 3) -> list[float]:
+    """CPU seconds of warm-cache trials forked as the warm trial workers fork them: a helper
+    process imports and warms up like the server, then forks the trial `job_dir` ran (its
+    argv, environment and folder; outputs to a scratch folder) and reads each child's rusage."""
+    out = subprocess.run([sys.executable, __file__, "--forked-trial-cpu", str(job_dir), str(trials)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _forked_trial_cpu_main(job_dir: str, trials: int) -> None:
+    import importlib
+
+    from dogbreed import hyperparameters as hp
+    from dogbreed.backends.local import trial_workers as tw
+    from dogbreed.backends.local.layout import JobLayout
+
+    for module in tw.PRELOAD:
+        importlib.import_module(module)
+    tw.warm_up()
+    layout, desc = JobLayout(Path(job_dir)), json.loads((Path(job_dir) / "job.json").read_text())
+    env = {**os.environ, **layout.environment(job_name=desc["name"], entry_point="hpo.py",
+                                              user_hps=desc["hyperparameters"],
+                                              channels={"training": layout.channel_dir("training")})}
+    env.update(desc["extra"].get("env") or {})
+    cpu = []
+    for i in range(trials):
+        scratch = Path(tempfile.mkdtemp(prefix="forked-trial-"))
+        argv = ["hpo.py", *hp.to_cmd_args(hp.decode(hp.encode(desc["hyperparameters"]))),
+                "--model-dir", str(scratch / "model"), "--output-data-dir", str(scratch / "out"),
+                "--checkpoint-dir", str(scratch / "ckpt")]
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            tw._run_trial({"argv": argv, "cwd": str(layout.code_dir), "env": env}, w)
+        os.close(w)
+        with os.fdopen(r) as fh:
+            fh.read()
+        _, status, usage = os.wait4(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"forked trial failed: exit {os.waitstatus_to_exitcode(status)}")
+        cpu.append(round(usage.ru_utime + usage.ru_stime, 3))
+    print(json.dumps(cpu))
 
 
 def extrapolate(measured: list[tuple[int, float]], epochs: list[int]) -> float:
@@ -164,7 +210,10 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="200 images at 64 px with resnet18 (< 60 s)")
     p.add_argument("--naive-trials", type=int, default=0,
                    help="naive trials actually run (default: one per distinct epoch count; 8 = all)")
+    p.add_argument("--forked-trial-cpu", nargs=2, metavar=("JOB_DIR", "N"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.forked_trial_cpu:
+        return _forked_trial_cpu_main(a.forked_trial_cpu[0], int(a.forked_trial_cpu[1]))
     if a.quick:
         classes, per_class, synth_px, arch, size = 5, 40, 72, "resnet18", 64
     else:
@@ -197,8 +246,9 @@ def main(argv=None):
         cache_s = sum(m["feature_cache"]["compute_seconds"] for m in reports)
         both = warm_vs_fresh(tmp / "ws", data, static)
         (forked, forked_cpu), (fresh, fresh_cpu) = both["on"], both["off"]
-        fp32_pass = backbone_pass_seconds(data, arch, size, "off")
-        bf16_pass = backbone_pass_seconds(data, arch, size, "auto")
+        trial_cpu = forked_trial_cpu(Path(warm[0][0].location))
+        fp32_pass, fp32_cpu = backbone_pass_seconds(data, arch, size, "off")
+        bf16_pass, _ = backbone_pass_seconds(data, arch, size, "auto")
 
     n_train = classes * per_class
     note_naive = ("all 8 naive trials run" if len(pick) == TRIALS else
@@ -222,7 +272,11 @@ def main(argv=None):
         figure("warm trial CPU: forked (server start included) vs a fresh process", round(mean(forked_cpu), 2),
                round(mean(fresh_cpu), 2), None, "cpu-s", target="start-up gone", higher_is_better=False,
                note=f"per trial, rounds of 3: forked {forked_cpu}, fresh {fresh_cpu}"),
+        figure("warm-cache trial CPU (forked child, no packing) vs one fp32 backbone pass, CPU", mean(trial_cpu),
+               None, round(fp32_cpu, 1), "cpu-s", target="<= 1% of a pass", higher_is_better=False,
+               note=f"{len(trial_cpu)} forked trials: {trial_cpu} cpu-s"),
     ]
+    figures[-1]["of_bare"] = round(mean(trial_cpu) / fp32_cpu, 4)
     figures[2]["of_bare"] = round(per_process / fp32_pass, 4)
     figures[2]["of_bf16_pass"] = round(per_process / bf16_pass, 4)
     figures[2]["in_script_of_bare"] = round(per_trial / fp32_pass, 4)
@@ -232,7 +286,8 @@ def main(argv=None):
           f"{per_trial:.2f} s = {per_trial / fp32_pass:.2%}; {len(warm)} warm trials, cache built in "
           f"{cache_s:.1f} s; warm trial forked {forked_s:.2f} s vs fresh process {fresh_s:.2f} s")
     save("tune", figures, quick=a.quick, trial_epochs=epochs, naive_measured=measured, forked_trials_s=forked,
-         fresh_trials_s=fresh, forked_trial_cpu_s=forked_cpu, fresh_trial_cpu_s=fresh_cpu,
+         fresh_trials_s=fresh, round_cpu_per_trial={"forked": forked_cpu, "fresh": fresh_cpu},
+         forked_trial_cpu_s=trial_cpu,
          load_average=[round(x, 2) for x in os.getloadavg()])
 
 
