@@ -69,6 +69,13 @@ class RunState:
         self.stop_requested = True
         self._terminate()
 
+    def attach(self, proc) -> None:
+        """The script's process, stopped at once if a stop or the time-out came while it started
+        (a trial forked from warm workers may wait for them to finish importing)."""
+        self.proc = proc
+        if self.stop_requested or self.timed_out:
+            self._terminate()
+
     def time_out(self) -> None:
         self.timed_out = True
         self._terminate()
@@ -227,7 +234,7 @@ class LocalJobRunner:
         with open(layout.log_file, "a", buffering=1) as logfh, ctrl_c_stops_group() as ctrl_c:
             proc = self.launch(cmd, cwd=layout.code_dir, env=env)
             ctrl_c.attach(proc)
-            state.proc = proc
+            state.attach(proc)
             desc.pid = proc.pid
             self._write(desc)
             for plugin in plugins:

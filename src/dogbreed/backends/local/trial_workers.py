@@ -66,21 +66,23 @@ class ForkedProcess:
         return code
 
     def _collect(self, timeout: float | None) -> int | None:
-        with self._lock:
-            if self.returncode is not None:
-                return self.returncode
+        # No lock while waiting: `poll()` from another thread (a stop) must not wait for `wait()`.
+        # The socket stays open once read, so a select on it never sees a closed descriptor.
+        if self.returncode is None:
             ready, _, _ = select.select([self._status], [], [], timeout)
-            if not ready:
-                return None
-            message = self._status.recv(_MAX_MESSAGE)
-            self._status.close()
-            if message:
-                self.returncode = os.waitstatus_to_exitcode(json.loads(message)["status"])
-            else:  # the server died before the trial: its exit status is lost
-                while _alive(self.pid):
-                    time.sleep(0.1)
-                self.returncode = 255
-            return self.returncode
+            if ready:
+                with self._lock:
+                    if self.returncode is None:
+                        self.returncode = self._read_status()
+        return self.returncode
+
+    def _read_status(self) -> int:
+        message = self._status.recv(_MAX_MESSAGE)
+        if message:
+            return os.waitstatus_to_exitcode(json.loads(message)["status"])
+        while _alive(self.pid):  # the server died before the trial: its exit status is lost
+            time.sleep(0.1)
+        return 255
 
 
 def _alive(pid: int) -> bool:
