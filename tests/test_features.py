@@ -146,3 +146,20 @@ def test_computing_features_prints_progress(data_copy, tmp_path, capsys):
     seen = [BuildProgress.parse(x) for x in capsys.readouterr().out.splitlines()]
     seen = [p for p in seen if p]
     assert seen[0].done == 0 and seen[-1].done == seen[-1].total == 20 and seen[-1].what == "valid/eval"
+
+
+def test_a_cache_file_is_computed_on_the_cores_the_tuner_gives(monkeypatch):
+    from dogbreed.training.features import ENV_FEATURE_THREADS, all_cores
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # a trial's share of the cores
+        monkeypatch.setenv(ENV_FEATURE_THREADS, "2")
+        with all_cores():
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 1
+        monkeypatch.delenv(ENV_FEATURE_THREADS)  # SageMaker: the trial's own setting
+        with all_cores():
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

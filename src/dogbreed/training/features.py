@@ -27,6 +27,7 @@ from typing import Callable
 from dogbreed.training.files import torch_save_atomic
 
 ENV_FEATURE_CACHE = "DOGBREED_FEATURE_CACHE"
+ENV_FEATURE_THREADS = "DOGBREED_FEATURE_THREADS"
 FORMAT_VERSION = 1
 # Images per backbone call while filling the cache. No gradients are kept, so this is about
 # speed only: on CPU small batches keep activations in cache (ResNet50 bf16 on 2 cores:
@@ -270,6 +271,23 @@ def compute_features(backbone, dataset, precision, *, batch_size: int, workers: 
     return torch.cat(feats), torch.cat(labels)
 
 
+@contextlib.contextmanager
+def all_cores():
+    """$DOGBREED_FEATURE_THREADS threads (the local tuner sets it to the machine's cores) for the
+    backbone while a cache file is computed. Parallel trials each get a share of the cores
+    (OMP_NUM_THREADS), but while one computes a file the others wait on its lock: with 2 trials
+    on 2 cores, one core would sit idle."""
+    import torch
+
+    before = torch.get_num_threads()
+    wanted = os.environ.get(ENV_FEATURE_THREADS, "")
+    torch.set_num_threads(max(before, int(wanted) if wanted.isdigit() else 0))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class FeatureSource:
     """Features of one dataset for one backbone, by split and view, through a FeatureCache."""
 
@@ -302,8 +320,9 @@ class FeatureSource:
                 dataset = _SeededView(self.data.dataset(split, ClassificationPresetTrain(crop_size=size)), seed)
             if self._inference is None:
                 self._inference = inference_backbone(self.backbone, self.precision)
-            return compute_features(self._inference, dataset, self.precision, batch_size=self.batch_size,
-                                    workers=self.workers, progress=ProgressPrinter(f"{split}/{view}"))
+            with all_cores():
+                return compute_features(self._inference, dataset, self.precision, batch_size=self.batch_size,
+                                        workers=self.workers, progress=ProgressPrinter(f"{split}/{view}"))
 
         return self.cache.get(self.key(split, view), compute)
 

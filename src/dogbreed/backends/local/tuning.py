@@ -45,7 +45,7 @@ from dogbreed.names import TUNING_JOB_MAX_LENGTH, check_name
 from dogbreed.search_space import (GRID, HYPERBAND, RANDOM, Categorical, Continuous, Integer, SearchSpace,
                                    hyperband_max_epochs)
 from dogbreed.training import metrics
-from dogbreed.training.features import ENV_FEATURE_CACHE
+from dogbreed.training.features import ENV_FEATURE_CACHE, ENV_FEATURE_THREADS
 from dogbreed.workspace import Workspace, atomic_write_json
 
 INTERRUPTED = "interrupted"  # user attr of a trial cut short by Ctrl-C/crash (rerun on resume)
@@ -487,9 +487,12 @@ class LocalTuner:
         return self.describe(name)
 
     def _trial_env(self, record: TuningRecord) -> dict[str, str]:
-        """Trials share the cached backbone features and split this machine's cores."""
-        threads = max(1, (os.cpu_count() or 1) // record.max_parallel_jobs)
-        return {ENV_FEATURE_CACHE: str(self.ws.cache_dir / "features"), "OMP_NUM_THREADS": str(threads)}
+        """Trials share the cached backbone features and split this machine's cores, except while
+        one computes a cache file (the others wait for it)."""
+        cores = os.cpu_count() or 1
+        threads = max(1, cores // record.max_parallel_jobs)
+        return {ENV_FEATURE_CACHE: str(self.ws.cache_dir / "features"), "OMP_NUM_THREADS": str(threads),
+                ENV_FEATURE_THREADS: str(cores)}
 
     def _recover(self, study: TuningStudy, metric: str) -> None:
         """After a crash: trials still marked running either finished (their job says so) or
