@@ -120,3 +120,46 @@ def test_head_only_trial_saves_a_full_model(sample_data, tmp_path):
 
     args.freeze = "layer4"
     assert not cached_features_apply(args)  # unfrozen layers: full training
+
+
+def test_build_progress_lines_round_trip_and_are_throttled():
+    from dogbreed.training.features import BuildProgress, ProgressPrinter
+
+    p = BuildProgress("train/train-aug-0", 512, 1000, 21.34, 22.9)
+    assert p.line() == "feature cache: train/train-aug-0 512/1000 images, 21.3 img/s, ETA 23 s"
+    assert BuildProgress.parse(p.line()) == BuildProgress("train/train-aug-0", 512, 1000, 21.3, 23.0)
+    assert BuildProgress.parse("feature cache: valid/eval 0/9 images, 0.0 img/s, ETA ?").eta_s is None
+    assert BuildProgress.parse("epoch 1/2: train_loss=1.0") is None
+
+    lines = []
+    show = ProgressPrinter("valid/eval", every_s=3600, out=lines.append)
+    for done in (0, 16, 32, 40):
+        show(done, 40)
+    assert [BuildProgress.parse(x).done for x in lines] == [0, 40]  # the first and the last only
+
+
+def test_computing_features_prints_progress(data_copy, tmp_path, capsys):
+    source, _ = _source(data_copy, tmp_path / "cache")
+    source.features("valid", "eval")
+    from dogbreed.training.features import BuildProgress
+
+    seen = [BuildProgress.parse(x) for x in capsys.readouterr().out.splitlines()]
+    seen = [p for p in seen if p]
+    assert seen[0].done == 0 and seen[-1].done == seen[-1].total == 20 and seen[-1].what == "valid/eval"
+
+
+def test_a_cache_file_is_computed_on_the_cores_the_tuner_gives(monkeypatch):
+    from dogbreed.training.features import ENV_FEATURE_THREADS, all_cores
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # a trial's share of the cores
+        monkeypatch.setenv(ENV_FEATURE_THREADS, "2")
+        with all_cores():
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 1
+        monkeypatch.delenv(ENV_FEATURE_THREADS)  # SageMaker: the trial's own setting
+        with all_cores():
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

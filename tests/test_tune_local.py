@@ -69,6 +69,9 @@ def test_failing_trial_is_recorded_and_tuning_goes_on(cli, workspace, sample_dat
             "-H", "lr=0.01", "-H", "batch-size=16", "-H", "epochs=1", "--max-jobs", 5, "--max-parallel-jobs", 1)
     assert r.exit_code == 0, r.output
     assert "2 trial(s), 1 at a time, grid" in r.output  # capped at the grid's size
+    # the first trial builds the feature cache; its progress is shown (a pipe: lines, not a bar)
+    assert "feature cache valid/eval: 0/20 images" in r.output
+    assert "feature cache train/train-aug-0: 80/80 images" in r.output
     failed = [line for line in r.output.splitlines() if "Failed" in line]
     assert failed and "invalid choice: 'bogus'" in failed[0]
     state = _state(workspace)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from dogbreed.commands.options import (collect_static, data_option, emit_json, json_option, sagemaker_job_options,
@@ -11,21 +13,62 @@ from dogbreed.search_space import BAYESIAN, STRATEGIES
 
 
 
-def progress_printer(echo=click.echo):
-    seen: set[str] = set()
+class TuneProgress:
+    """What `tune` shows while it waits: a line per finished trial, and while a trial builds the
+    feature cache, its progress (images done / total, rate, ETA): a bar on a terminal, a line
+    every `every_s` seconds otherwise."""
 
-    def show(result):
+    def __init__(self, err: bool = False, every_s: float = 10.0):
+        self.err, self.every_s = err, every_s
+        self.tty = (sys.stderr if err else sys.stdout).isatty()
+        self.seen: set[str] = set()
+        self.bar_shown = False
+        self.last_line: dict[str, float] = {}
+
+    def echo(self, line: str, nl: bool = True) -> None:
+        click.echo(line, err=self.err, nl=nl)
+
+    def __call__(self, result) -> None:
         best = result.best
         for t in result.trials:
-            if t.status in ("Completed", "Failed", "Stopped") and t.name not in seen:
-                seen.add(t.name)
+            if t.status in ("Completed", "Failed", "Stopped") and t.name not in self.seen:
+                self.seen.add(t.name)
                 value = f"{result.objective_metric}={t.objective:.4f}" if t.objective is not None else ""
                 if t.failure_reason and t.status != "Completed":
                     value += f" ({t.failure_reason})"
                 best_txt = f"{best.objective:.4f} ({best.name})" if best else "-"
-                echo(f"trial {len(seen)}/{result.max_jobs} {t.status}: {t.name} {value} | best so far {best_txt}")
+                self._end_bar()
+                self.echo(f"trial {len(self.seen)}/{result.max_jobs} {t.status}: {t.name} {value} "
+                          f"| best so far {best_txt}")
 
-    return show
+    def trial_line(self, job: str, line: str) -> None:
+        """Every log line of a running trial; the feature cache's progress lines are shown."""
+        import time
+
+        from dogbreed.training.features import BuildProgress
+
+        p = BuildProgress.parse(line)
+        if p is None:
+            return
+        eta = f"ETA {p.eta_s:.0f} s" if p.eta_s is not None else "ETA ?"
+        text = f"feature cache {p.what}: {p.done}/{p.total} images, {p.rate:.1f} img/s, {eta} ({job})"
+        if self.tty:
+            width = 24
+            filled = width * p.done // max(p.total, 1)
+            self.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {text}\x1b[K", nl=False)
+            self.bar_shown = True
+            if p.done >= p.total:
+                self._end_bar()
+            return
+        now = time.monotonic()
+        if p.done >= p.total or p.done == 0 or now - self.last_line.get(p.what, 0.0) >= self.every_s:
+            self.last_line[p.what] = now
+            self.echo(text)
+
+    def _end_bar(self) -> None:
+        if self.bar_shown:
+            self.echo("")
+            self.bar_shown = False
 
 
 @click.command()
@@ -76,7 +119,7 @@ def tune(app, data, max_jobs, max_parallel_jobs, strategy, arch, weights, image_
     from dogbreed.workflows import tuning
 
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
-    show = progress_printer(echo)
+    show = TuneProgress(err=as_json)
     try:
         if attach:
             result = tuning.attach_tuning(app, attach, wait=wait, progress=show)

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -26,6 +27,7 @@ from typing import Callable
 from dogbreed.training.files import torch_save_atomic
 
 ENV_FEATURE_CACHE = "DOGBREED_FEATURE_CACHE"
+ENV_FEATURE_THREADS = "DOGBREED_FEATURE_THREADS"
 FORMAT_VERSION = 1
 # Images per backbone call while filling the cache. No gradients are kept, so this is about
 # speed only: on CPU small batches keep activations in cache (ResNet50 bf16 on 2 cores:
@@ -168,11 +170,79 @@ def build_backbone_model(config, weights: str | None, cache: "FeatureCache | Non
                 model = build_model(config, weights)
                 torch_save_atomic(model.backbone.state_dict(), path)
                 return model
-    return build_model_with_backbone(config, torch.load(path, map_location="cpu", weights_only=True))
+    # mmap: the tensors are the page-cached file's pages until written to; a warm trial never
+    # runs the backbone, it only saves it with the trained head
+    return build_model_with_backbone(config, torch.load(path, map_location="cpu", weights_only=True, mmap=True))
 
 
-def compute_features(backbone, dataset, precision, *, batch_size: int, workers: int):
-    """Run the frozen backbone over `dataset` once; unreadable images are dropped."""
+def inference_backbone(backbone, precision):
+    """The frozen backbone as it computes features: each BatchNorm folded into its convolution
+    (the same function, ~13% less CPU time for ResNet50 in bf16, measured) on a copy, then on the
+    precision's device and memory format. The model that is saved and served keeps its own layers.
+    An architecture that torch.fx cannot trace is used unfused."""
+    import copy
+
+    from torch.fx.experimental.optimization import fuse
+
+    backbone = backbone.eval()
+    try:
+        fused = fuse(backbone)  # works on a deep copy
+    except Exception:
+        fused = copy.deepcopy(backbone)
+    return precision.prepare_model(fused)
+
+
+@dataclass(frozen=True)
+class BuildProgress:
+    """How far the computation of one cache file is: what the trial prints and the tuner reads."""
+
+    what: str  # "train/train-aug-0", "valid/eval"
+    done: int  # images
+    total: int
+    rate: float  # images/s so far
+    eta_s: float | None  # seconds left at that rate
+
+    def line(self) -> str:
+        eta = f"{self.eta_s:.0f} s" if self.eta_s is not None else "?"
+        return f"{PROGRESS_PREFIX} {self.what} {self.done}/{self.total} images, {self.rate:.1f} img/s, ETA {eta}"
+
+    @classmethod
+    def parse(cls, line: str) -> "BuildProgress | None":
+        m = _PROGRESS_RE.match(line.strip())
+        if not m:
+            return None
+        what, done, total, rate, eta = m.groups()
+        return cls(what, int(done), int(total), float(rate), None if eta == "?" else float(eta))
+
+
+PROGRESS_PREFIX = "feature cache:"
+_PROGRESS_RE = re.compile(re.escape(PROGRESS_PREFIX) + r" (\S+) (\d+)/(\d+) images, ([\d.]+) img/s, ETA (\?|[\d.]+)")
+
+
+class ProgressPrinter:
+    """`(done, total)` -> a BuildProgress line on stdout (the trial's log), the first and the last
+    batch and at most one every `every_s` seconds in between."""
+
+    def __init__(self, what: str, every_s: float = 2.0, out: Callable[[str], None] | None = None):
+        self.what, self.every_s = what, every_s
+        self.out = out or (lambda line: print(line, flush=True))
+        self.started = time.perf_counter()
+        self.last = -every_s
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter() - self.started
+        if done < total and now - self.last < self.every_s:
+            return
+        self.last = now
+        rate = done / now if now > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else None
+        self.out(BuildProgress(self.what, done, total, rate, eta).line())
+
+
+def compute_features(backbone, dataset, precision, *, batch_size: int, workers: int,
+                     progress: Callable[[int, int], None] | None = None):
+    """Run the frozen backbone over `dataset` once; unreadable images are dropped.
+    `progress(done, total)` after every batch (images, counting dropped ones)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -181,19 +251,41 @@ def compute_features(backbone, dataset, precision, *, batch_size: int, workers: 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         collate_fn=collate_skip_none)
     feats, labels = [], []
+    total, done = len(dataset), 0
     backbone.eval()
+    if progress:
+        progress(0, total)
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
         for x, y in loader:
-            if len(y) == 0:
-                continue
-            with precision.autocast():
-                f = backbone(precision.prepare_input(x))
-            feats.append(f.detach().to("cpu"))
-            labels.append(y)
+            done = min(total, done + batch_size)
+            if len(y) > 0:
+                with precision.autocast():
+                    f = backbone(precision.prepare_input(x))
+                feats.append(f.detach().to("cpu"))
+                labels.append(y)
+            if progress:
+                progress(done, total)
     dim = getattr(backbone, "feature_dim", None)
     if not feats:
         return torch.empty(0, dim or 0), torch.empty(0, dtype=torch.long)
     return torch.cat(feats), torch.cat(labels)
+
+
+@contextlib.contextmanager
+def all_cores():
+    """$DOGBREED_FEATURE_THREADS threads (the local tuner sets it to the machine's cores) for the
+    backbone while a cache file is computed. Parallel trials each get a share of the cores
+    (OMP_NUM_THREADS), but while one computes a file the others wait on its lock: with 2 trials
+    on 2 cores, one core would sit idle."""
+    import torch
+
+    before = torch.get_num_threads()
+    wanted = os.environ.get(ENV_FEATURE_THREADS, "")
+    torch.set_num_threads(max(before, int(wanted) if wanted.isdigit() else 0))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class FeatureSource:
@@ -201,8 +293,11 @@ class FeatureSource:
 
     def __init__(self, cache: FeatureCache, data, config, weights: str | None, backbone, precision, *,
                  batch_size: int = 64, workers: int = 0):
+        """`backbone`: the network's frozen backbone; it is prepared for inference
+        (`inference_backbone`) only when a feature file has to be computed."""
         self.cache, self.data, self.config, self.weights = cache, data, config, weights
         self.backbone, self.precision = backbone, precision
+        self._inference = None
         self.batch_size, self.workers = batch_size, workers
         self._fingerprints: dict[str, str] = {}
 
@@ -223,8 +318,11 @@ class FeatureSource:
             else:
                 seed = int(view.rsplit("-", 1)[1]) + 1
                 dataset = _SeededView(self.data.dataset(split, ClassificationPresetTrain(crop_size=size)), seed)
-            return compute_features(self.backbone, dataset, self.precision, batch_size=self.batch_size,
-                                    workers=self.workers)
+            if self._inference is None:
+                self._inference = inference_backbone(self.backbone, self.precision)
+            with all_cores():
+                return compute_features(self._inference, dataset, self.precision, batch_size=self.batch_size,
+                                        workers=self.workers, progress=ProgressPrinter(f"{split}/{view}"))
 
         return self.cache.get(self.key(split, view), compute)
 

@@ -36,8 +36,7 @@ def run_head_training(args) -> dict:
         f"on {precision.describe()}")
 
     model = build_backbone_model(config, args.weights, cache)
-    backbone = precision.prepare_model(model.backbone)
-    source = FeatureSource(cache, data, config, args.weights, backbone, precision,
+    source = FeatureSource(cache, data, config, args.weights, model.backbone, precision,
                            batch_size=feature_batch_size(precision), workers=args.workers)
     head = model.head.to(precision.device)
     train_views = EpochViews(source, "train", args.feature_views, batch_size=args.batch_size, seed=args.seed)
@@ -52,7 +51,6 @@ def run_head_training(args) -> dict:
     log(f"features: {cache.hits} cache hit(s), {cache.misses} computed in {cache.compute_seconds:.1f} s")
 
     model.head = head.to("cpu").float()
-    model.backbone = model.backbone.to("cpu").float()
     result = {**fit_result(state, data),
               "feature_cache": {"dir": str(cache.root), "hits": cache.hits, "misses": cache.misses,
                                 "compute_seconds": cache.compute_seconds}}

@@ -73,6 +73,7 @@ def _tracked(session: Session, backend, progress: TuningProgress | None) -> Tuni
         if progress:
             progress(result)
 
+    both.trial_line = getattr(progress, "trial_line", None)  # the local tuner's live trial lines
     return both
 
 

@@ -33,7 +33,7 @@ from dogbreed.backends.base import (COMPLETED, FAILED, IN_PROGRESS, STOPPED, TER
                                     TrainingJobSpec)
 from dogbreed.backends.local.layout import JobLayout, python_command
 from dogbreed.backends.local.processes import (TERM_GRACE_S, ctrl_c_stops_group, detached_worker_main, kill_group,
-                                               pid_alive, start_detached_worker, terminate_group)
+                                               pid_alive, popen_script, start_detached_worker, terminate_group)
 from dogbreed.errors import ConfigError, DataError, JobNotFoundError, StateError
 from dogbreed.job_folder import scripts_dir
 from dogbreed.training import metrics
@@ -69,6 +69,13 @@ class RunState:
         self.stop_requested = True
         self._terminate()
 
+    def attach(self, proc) -> None:
+        """The script's process, stopped at once if a stop or the time-out came while it started
+        (a trial forked from warm workers may wait for them to finish importing)."""
+        self.proc = proc
+        if self.stop_requested or self.timed_out:
+            self._terminate()
+
     def time_out(self) -> None:
         self.timed_out = True
         self._terminate()
@@ -96,8 +103,11 @@ class RunningJob:
 
 
 class LocalJobRunner:
-    def __init__(self, workspace: Workspace):
+    def __init__(self, workspace: Workspace, launch=popen_script):
+        """`launch(cmd, cwd=, env=)` starts a job's script (`processes.popen_script`; the tuner's
+        warm trial workers fork it instead)."""
         self.ws = workspace
+        self.launch = launch
 
     # -- bookkeeping ----------------------------------------------------------------------
     def layout(self, name: str) -> JobLayout:
@@ -222,11 +232,9 @@ class LocalJobRunner:
         # The stop handlers come first: a signal between the start and the handlers would
         # otherwise end this runner and orphan the job's process group.
         with open(layout.log_file, "a", buffering=1) as logfh, ctrl_c_stops_group() as ctrl_c:
-            proc = subprocess.Popen(cmd, cwd=layout.code_dir, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1,
-                                    start_new_session=True, errors="replace")
+            proc = self.launch(cmd, cwd=layout.code_dir, env=env)
             ctrl_c.attach(proc)
-            state.proc = proc
+            state.attach(proc)
             desc.pid = proc.pid
             self._write(desc)
             for plugin in plugins:

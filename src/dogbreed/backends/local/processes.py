@@ -47,6 +47,13 @@ def pid_alive(pid: int | None, cmdline_contains: str | None = None) -> bool:
     return True
 
 
+def popen_script(cmd: list[str], *, cwd, env: dict[str, str]) -> subprocess.Popen:
+    """A job's script in its own session (a process group to stop as one), its stdout and stderr
+    as one text pipe of lines. The job runner's default way to start a script."""
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, text=True, bufsize=1, start_new_session=True, errors="replace")
+
+
 def kill_group(pid: int, sig: int) -> bool:
     """Send `sig` to the process group `pid` leads; False if that group is gone."""
     try:

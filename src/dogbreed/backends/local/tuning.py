@@ -3,7 +3,9 @@
     <workspace>/tuning/<name>/tuning.json   the spec, status and the driving process
     <workspace>/tuning/<name>/study.db      Optuna's SQLite storage: every trial, its params,
                                             per-epoch objective values and final state
-    <workspace>/jobs/<name>-NNN/            one local job per trial (hpo.py), as any other job
+    <workspace>/jobs/<name>-NNN/            one local job per trial (hpo.py), as any other job;
+                                            its process forked from the run's warm trial workers
+                                            (`trial_workers`: no python/torch start-up per trial)
 
 Strategies: bayesian (TPE), random, grid (continuous ranges at a few points), hyperband
 (TPE + Hyperband pruning). `--early-stopping` prunes with the median rule, like
@@ -21,6 +23,7 @@ same hyperparameters on resume, so no finished trial is redone and none is recor
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -29,10 +32,11 @@ import queue
 import signal
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from dogbreed.backends.base import (COMPLETED, FAILED, IN_PROGRESS, STOPPED, TrainingJobSpec, TrialResult,
                                     TuningProgress, TuningResult, TuningSpec)
+from dogbreed.backends.local import trial_workers
 from dogbreed.backends.local.jobs import LocalJobRunner, RunningJob, job_name
 from dogbreed.backends.local.processes import (TERM_GRACE_S, detached_worker_main, pid_alive, start_detached_worker,
                                                stop_signals_interrupt)
@@ -41,15 +45,17 @@ from dogbreed.names import TUNING_JOB_MAX_LENGTH, check_name
 from dogbreed.search_space import (GRID, HYPERBAND, RANDOM, Categorical, Continuous, Integer, SearchSpace,
                                    hyperband_max_epochs)
 from dogbreed.training import metrics
-from dogbreed.training.features import ENV_FEATURE_CACHE
+from dogbreed.training.features import ENV_FEATURE_CACHE, ENV_FEATURE_THREADS
 from dogbreed.workspace import Workspace, atomic_write_json
 
 INTERRUPTED = "interrupted"  # user attr of a trial cut short by Ctrl-C/crash (rerun on resume)
 FAILURE_REASON = "failure_reason"  # user attr: why a trial failed
 JOB = "job"  # user attr: the trial's local job name
+ENTRY_POINT = "hpo.py"
 # Tuning stops when this many trials in a row fail with the same reason: a broken setup (missing
 # weights, bad data, a typo in a hyperparameter) fails every trial alike, and the rest would burn time.
 MAX_IDENTICAL_FAILURES = 3
+POLL_S = 0.05  # how often the drive loop looks at its trials: a warm trial takes well under a second
 
 
 class RepeatedFailure(Exception):
@@ -240,8 +246,10 @@ class TrialLoop:
     max_parallel_jobs running, feeds each trial's per-epoch objective (parsed live from its
     log) to the pruner, and records how each trial ends."""
 
-    def __init__(self, record: TuningRecord, study: TuningStudy, runner: LocalJobRunner, env: dict[str, str]):
+    def __init__(self, record: TuningRecord, study: TuningStudy, runner: LocalJobRunner, env: dict[str, str],
+                 on_line: Callable[[str, str], None] | None = None):
         self.record, self.study, self.runner, self.env = record, study, runner, env
+        self.on_line = on_line  # (trial job, log line): every line the trials print, as they come
         self.space = record.search_space
         self.metric = self.space.objective.metric
         self.events: queue.Queue = queue.Queue()  # (trial number, log line) from the jobs' log threads
@@ -256,12 +264,12 @@ class TrialLoop:
                 return
             finished = [n for n, a in self.active.items() if a.job.done()]
             self._feed_objective_values()
-            for number in finished:
-                self._record_end(self.active.pop(number))
-            if finished:
+            for number in finished:  # one at a time: a Ctrl-C in `on_trial_finished` leaves the rest unrecorded
+                self._record_end(self.active[number])
+                del self.active[number]
                 on_trial_finished()
-            else:
-                time.sleep(0.2)
+            if not finished:
+                time.sleep(POLL_S)
 
     def stop_all(self) -> None:
         """Stop every running trial and queue it for a rerun on resume."""
@@ -277,7 +285,7 @@ class TrialLoop:
             trial, params = self.study.ask(self.space)
             job = f"{self.record.name}-{trial.number + 1:03d}"
             trial.set_user_attr(JOB, job)
-            spec = TrainingJobSpec(entry_point="hpo.py", hyperparameters={**self.record.static, **params},
+            spec = TrainingJobSpec(entry_point=ENTRY_POINT, hyperparameters={**self.record.static, **params},
                                    data=self.record.data, base_name=self.record.name, job_name=job, env=self.env)
             running = self.runner.start(spec, log=lambda line, n=trial.number: self.events.put((n, line)))
             self.active[trial.number] = _ActiveTrial(trial, params, running)
@@ -289,6 +297,8 @@ class TrialLoop:
             except queue.Empty:
                 return
             a = self.active.get(number)
+            if a is not None and self.on_line is not None:
+                self.on_line(a.job.name, line)
             value = metrics.parse_line(line).get(self.metric)
             if a is None or value is None or math.isnan(value):
                 continue
@@ -404,9 +414,26 @@ class LocalTuner:
             raise ConfigError(f"tuning job {name} is running in process {pid}; follow it with "
                               f"`dogbreed tune --attach {name}`")
         record = folder.update(driver_pid=os.getpid(), status=IN_PROGRESS, failure_reason=None)
+        env = self._trial_env(record)
+        with self._trial_runner(env, folder) as runner:
+            return self._drive(folder, record, runner, env, progress)
+
+    @contextlib.contextmanager
+    def _trial_runner(self, env: dict[str, str], folder: TuningFolder) -> Iterator[LocalJobRunner]:
+        """The job runner of the trials: each forked from warm trial workers (see `trial_workers`),
+        or with DOGBREED_TRIAL_WORKERS=off a fresh process each."""
+        if not trial_workers.enabled():
+            yield self.runner
+            return
+        with trial_workers.TrialWorkers(ENTRY_POINT, env=env, log_file=folder.driver_log) as workers:
+            yield LocalJobRunner(self.ws, launch=workers.launch)
+
+    def _drive(self, folder: TuningFolder, record: TuningRecord, runner: LocalJobRunner, env: dict[str, str],
+               progress: TuningProgress | None) -> TuningResult:
+        name = record.name
         study = TuningStudy(folder, record)
         self._recover(study, record.search_space.objective.metric)
-        loop = TrialLoop(record, study, self.runner, self._trial_env(record))
+        loop = TrialLoop(record, study, runner, env, on_line=getattr(progress, "trial_line", None))
         loop.best = self._best_so_far(name)
         try:
             with stop_signals_interrupt():
@@ -460,9 +487,12 @@ class LocalTuner:
         return self.describe(name)
 
     def _trial_env(self, record: TuningRecord) -> dict[str, str]:
-        """Trials share the cached backbone features and split this machine's cores."""
-        threads = max(1, (os.cpu_count() or 1) // record.max_parallel_jobs)
-        return {ENV_FEATURE_CACHE: str(self.ws.cache_dir / "features"), "OMP_NUM_THREADS": str(threads)}
+        """Trials share the cached backbone features and split this machine's cores, except while
+        one computes a cache file (the others wait for it)."""
+        cores = os.cpu_count() or 1
+        threads = max(1, cores // record.max_parallel_jobs)
+        return {ENV_FEATURE_CACHE: str(self.ws.cache_dir / "features"), "OMP_NUM_THREADS": str(threads),
+                ENV_FEATURE_THREADS: str(cores)}
 
     def _recover(self, study: TuningStudy, metric: str) -> None:
         """After a crash: trials still marked running either finished (their job says so) or
