@@ -55,10 +55,14 @@ def resolve_paths(args, env: TrainingEnv):
 
 
 def model_config_from_args(args, classes):
+    """The model's build arguments and its preprocessing: the weights' own (`presets.preprocessing_for`)."""
     from dogbreed.training.model import ModelConfig
+    from dogbreed.training.presets import preprocessing_for
 
+    pre = preprocessing_for(args.arch, args.weights, args.image_size)
     return ModelConfig(num_classes=len(classes), arch=args.arch, head=args.head, hidden_units=args.hidden_units,
-                       dropout=args.dropout, freeze=args.freeze, image_size=args.image_size, classes=tuple(classes))
+                       dropout=args.dropout, freeze=args.freeze, image_size=args.image_size, classes=tuple(classes),
+                       mean=pre.mean, std=pre.std, resize_size=pre.resize_size, interpolation=pre.interpolation)
 
 
 def make_optimizer(args, params):
@@ -167,8 +171,8 @@ def run_training(args, *, instrumentation=None, evaluate_test: bool = False) -> 
     instr.attach(model, loss_fn)
     optimizer = make_optimizer(args, model.parameters())
 
-    train_ds = data.dataset("train", ClassificationPresetTrain(crop_size=config.image_size))
-    eval_tf = ClassificationPresetEval(crop_size=config.image_size)
+    train_ds = data.dataset("train", ClassificationPresetTrain.from_preprocessing(config.preprocessing))
+    eval_tf = ClassificationPresetEval.from_preprocessing(config.preprocessing)
     valid_ds = data.dataset("valid", eval_tf)
     train_sampler = None
     ddp_model = model
