@@ -162,7 +162,7 @@ class ImageData:
     data: DogImages
     pre: Preprocessing
     cache: object = None  # image_cache.ImageCache, None: decode every epoch
-    workers: int = 0
+    build_workers: int = 0  # loader workers decoding while the cache is built
 
     @classmethod
     def from_args(cls, args, data, pre: Preprocessing, *, primary: bool) -> "ImageData":
@@ -177,7 +177,7 @@ class ImageData:
         if self.cache is not None:
             from dogbreed.training.image_cache import cached_dataset
 
-            cached = cached_dataset(self.data, split, self.pre, self.cache, train=train, workers=self.workers)
+            cached = cached_dataset(self.data, split, self.pre, self.cache, train=train, workers=self.build_workers)
             if cached is not None:
                 return cached
         from dogbreed.training.presets import ClassificationPresetEval, ClassificationPresetTrain
