@@ -18,7 +18,7 @@ from dogbreed.training.image_cache import (ImageCache, ImageCacheKey, Normalizin
                                            cached_dataset, window_offset)
 from dogbreed.training.presets import ClassificationPresetEval, default_preprocessing, preprocessing_for
 
-from .conftest import ROOT, TINY_HPS
+from tests.conftest import ROOT, TINY_HPS
 
 SIZES = [(300, 200), (199, 301), (117, 117), (161, 120), (120, 161)]  # odd/even margins, both orientations
 
