@@ -149,9 +149,20 @@ def test_training_script_trains_from_the_cache(sample_data, tmp_path):
 
 
 def test_key_digest_covers_every_field():
-    base = ImageCacheKey("d", "train", 128, 112, "bilinear")
-    others = [ImageCacheKey("e", "train", 128, 112, "bilinear"), ImageCacheKey("d", "valid", 128, 112, "bilinear"),
-              ImageCacheKey("d", "train", 116, 112, "bilinear"), ImageCacheKey("d", "train", 128, 96, "bilinear"),
-              ImageCacheKey("d", "train", 128, 112, "bicubic")]
-    assert len({k.digest() for k in [base, *others]}) == 6
+    base = ImageCacheKey("d", "train", 128, 112, "bilinear", 159)
+    others = [ImageCacheKey("e", "train", 128, 112, "bilinear", 159),
+              ImageCacheKey("d", "valid", 128, 112, "bilinear", 159),
+              ImageCacheKey("d", "train", 116, 112, "bilinear", 159),
+              ImageCacheKey("d", "train", 128, 96, "bilinear", 159),
+              ImageCacheKey("d", "train", 128, 112, "bicubic", 159),
+              ImageCacheKey("d", "train", 128, 112, "bilinear", 128)]
+    assert len({k.digest() for k in [base, *others]}) == 7
 
+
+
+def test_train_windows_are_never_enlarged(photos, tmp_path):
+    data = DogImages.scan(photos, splits=("train", "valid"))
+    pre = default_preprocessing(112)  # train windows: 159 px (112 * sqrt 2), or a smaller photo's short side
+    ds = cached_dataset(data, "train", pre, ImageCache(tmp_path / "cache"), train=True)
+    assert sorted(set(ds.sizes)) == [117, 120, 159]
+    assert all(ds[i][0].shape == (3, 112, 112) for i in range(len(ds)))
