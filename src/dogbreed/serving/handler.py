@@ -74,7 +74,7 @@ def model_fn(model_dir: str, device: str = "auto", mixed_precision: str = "auto"
             model = model.to(memory_format=torch.contiguous_format)  # the check left it channels_last
     model = precision.prepare_model(model)
     return LoadedModel(model, cfg, [breed_name(c) for c in cfg.classes], precision,
-                       ClassificationPresetEval(crop_size=cfg.image_size, mean=cfg.mean, std=cfg.std), agreement)
+                       ClassificationPresetEval.from_preprocessing(cfg.preprocessing), agreement)
 
 
 def probe_batch(image_size: int, n: int = PROBE_IMAGES):

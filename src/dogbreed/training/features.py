@@ -1,9 +1,9 @@
 """Backbone feature cache: a frozen backbone's output is computed once, then every trial and
 every epoch trains only the head on it.
 
-One cache file per (data fingerprint, split, arch, weights, image size, view, precision),
-named by a digest of those inputs, so changing any of them (an image added, touched or
-removed; other weights; another crop size) selects a different file: stale features are
+One cache file per (data fingerprint, split, arch, weights, image size, view, precision,
+preprocessing), named by a digest of those inputs, so changing any of them (an image added,
+touched or removed; other weights; another crop size or resize) selects a different file: stale features are
 never read. Training images get a few augmented views (`train-aug-0..V-1`, each with its
 own fixed random crops/flips); epoch e trains on view e mod V, so augmentation keeps its
 benefit and a view is only computed when an epoch first needs it. Parallel trials share
@@ -66,6 +66,7 @@ class FeatureKey:
     image_size: int
     view: str  # "eval" | "train-aug-N"
     precision: str
+    preprocessing: str  # presets.Preprocessing.describe(): resize, crop, interpolation, mean, std
 
     def digest(self) -> str:
         doc = json.dumps({**asdict(self), "format": FORMAT_VERSION}, sort_keys=True)
@@ -306,18 +307,18 @@ class FeatureSource:
             self._fingerprints[split] = data_fingerprint(self.data.root, self.data.splits[split].samples)
         return FeatureKey(data=self._fingerprints[split], split=split, arch=self.config.arch,
                           weights=weights_id(self.weights), image_size=self.config.image_size, view=view,
-                          precision=self.precision.describe())
+                          precision=self.precision.describe(), preprocessing=self.config.preprocessing.describe())
 
     def features(self, split: str, view: str = "eval"):
         from dogbreed.training.presets import ClassificationPresetEval, ClassificationPresetTrain
 
         def compute():
-            size = self.config.image_size
+            pre = self.config.preprocessing
             if view == "eval":
-                dataset = self.data.dataset(split, ClassificationPresetEval(crop_size=size))
+                dataset = self.data.dataset(split, ClassificationPresetEval.from_preprocessing(pre))
             else:
                 seed = int(view.rsplit("-", 1)[1]) + 1
-                dataset = _SeededView(self.data.dataset(split, ClassificationPresetTrain(crop_size=size)), seed)
+                dataset = _SeededView(self.data.dataset(split, ClassificationPresetTrain.from_preprocessing(pre)), seed)
             if self._inference is None:
                 self._inference = inference_backbone(self.backbone, self.precision)
             with all_cores():

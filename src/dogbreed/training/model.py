@@ -18,7 +18,8 @@ from dogbreed.training.choices import (ARCHS, DEFAULT_ARCH, DEFAULT_DROPOUT, DEF
                                        DEFAULT_HIDDEN_UNITS, DEFAULT_IMAGE_SIZE, FREEZE_CHOICES, HEAD_CHOICES,
                                        MIN_IMAGE_SIZE)
 from dogbreed.training.files import torch_save_atomic
-from dogbreed.training.presets import IMAGENET_MEAN, IMAGENET_STD
+from dogbreed.training.presets import (DEFAULT_INTERPOLATION, IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS,
+                                       Preprocessing, default_preprocessing)
 
 MODEL_FILE = "model.pth"
 CONFIG_FILE = "model_config.json"
@@ -37,6 +38,10 @@ class ModelConfig:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     classes: tuple[str, ...] = field(default_factory=tuple)
+    # eval resize (short side) and interpolation; None: crop*256/224, what models saved before
+    # these fields existed were trained and served with
+    resize_size: int | None = None
+    interpolation: str = DEFAULT_INTERPOLATION
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -49,6 +54,18 @@ class ModelConfig:
             raise ConfigError(f"need at least 2 classes, got {self.num_classes}")
         if self.image_size < MIN_IMAGE_SIZE:
             raise ConfigError(f"image size {self.image_size} is too small; use {MIN_IMAGE_SIZE} or more")
+        if self.resize_size is not None and self.resize_size < self.image_size:
+            raise ConfigError(f"resize size {self.resize_size} is smaller than the crop ({self.image_size})")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ConfigError(f"unknown interpolation {self.interpolation!r}; "
+                              f"choose one of {', '.join(INTERPOLATIONS)}")
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """What training fed the network and serving must feed it."""
+        legacy = default_preprocessing(self.image_size)
+        return Preprocessing(self.image_size, self.resize_size or legacy.resize_size, self.mean, self.std,
+                             self.interpolation)
 
     @property
     def feature_dim(self) -> int:

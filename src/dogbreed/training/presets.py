@@ -1,35 +1,105 @@
-"""Image preprocessing, defined once for training, validation, test and serving."""
+"""Image preprocessing, defined once for training, validation, test and serving.
+
+`Preprocessing` holds what the eval transform needs (resize, crop, mean, std, interpolation).
+With torchvision's ImageNet weights it comes from the weights enum's own `transforms`
+(ResNet50's IMAGENET1K_V2 was evaluated at resize 232, ResNet18's IMAGENET1K_V1 at 256);
+without them (`--weights none`, a state-dict file) it is the classic resize 256 / crop 224.
+Training stores it in model_config.json, so serving preprocesses exactly as training did.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_INTERPOLATION = "bilinear"
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
 
-def resize_size(crop_size: int) -> int:
-    """ImageNet convention: resize the short side to crop*256/224, then centre-crop."""
-    return int(round(crop_size * 256 / 224))
+def resize_size(crop_size: int, ratio: float = 256 / 224) -> int:
+    """Short side to resize to before centre-cropping `crop_size`: the crop keeps the same share
+    of the resized image at every crop size (ImageNet convention: crop*256/224)."""
+    return int(round(crop_size * ratio))
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    crop_size: int
+    resize_size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = DEFAULT_INTERPOLATION
+
+    def describe(self) -> str:
+        return (f"resize {self.resize_size} crop {self.crop_size} {self.interpolation} "
+                f"mean {list(self.mean)} std {list(self.std)}")
+
+    def interpolation_mode(self):
+        from torchvision.transforms import InterpolationMode
+
+        return InterpolationMode(self.interpolation)
+
+
+def default_preprocessing(crop_size: int) -> Preprocessing:
+    """No pretrained weights: resize crop*256/224, ImageNet mean/std, bilinear (the values every
+    model saved before preprocessing was stored was trained and served with)."""
+    return Preprocessing(crop_size, resize_size(crop_size))
+
+
+def weights_enum(arch: str, weights: str | None):
+    """torchvision's weights enum for `--weights imagenet` (the arch's DEFAULT), else None."""
+    from dogbreed.training.choices import ARCHS
+
+    if weights != "imagenet" or arch not in ARCHS:  # an unknown arch is ModelConfig's error to report
+        return None
+    import torchvision.models as tvm
+
+    return getattr(tvm, ARCHS[arch][1]).DEFAULT
+
+
+def preprocessing_for(arch: str, weights: str | None, crop_size: int) -> Preprocessing:
+    """The weights' own eval transform (read from the enum's `transforms`: nothing is downloaded).
+
+    At the weights' crop size (224) it is exactly theirs. At another `--image-size` the
+    resize keeps the weights' resize/crop ratio (232/224 for ResNet50 V2): the crop sees the same
+    share of the image, the scale the backbone was trained to expect relative to the crop.
+    """
+    enum = weights_enum(arch, weights)
+    if enum is None:
+        return default_preprocessing(crop_size)
+    t = enum.transforms()
+    ratio = t.resize_size[0] / t.crop_size[0]
+    return Preprocessing(crop_size, resize_size(crop_size, ratio), tuple(t.mean), tuple(t.std),
+                         t.interpolation.value)
 
 
 class ClassificationPresetTrain:
     """Train-time augmentation: random resized crop and horizontal flip."""
 
-    def __init__(self, *, crop_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, hflip_prob: float = 0.5):
+    def __init__(self, *, crop_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, hflip_prob: float = 0.5,
+                 interpolation: str = DEFAULT_INTERPOLATION):
         from torchvision import transforms as T
 
         self.transforms = T.Compose([
-            T.RandomResizedCrop(crop_size, scale=(0.5, 1.0), antialias=True),
+            T.RandomResizedCrop(crop_size, scale=(0.5, 1.0), antialias=True,
+                                interpolation=T.InterpolationMode(interpolation)),
             T.RandomHorizontalFlip(hflip_prob),
             T.ToTensor(),
             T.Normalize(mean, std),
         ])
+
+    @classmethod
+    def from_preprocessing(cls, p: Preprocessing) -> "ClassificationPresetTrain":
+        return cls(crop_size=p.crop_size, mean=p.mean, std=p.std, interpolation=p.interpolation)
 
     def __call__(self, img):
         return self.transforms(img)
 
 
 class ClassificationPresetEval:
-    """Deterministic preprocessing shared by validation, test and the endpoint's input_fn.
+    """Deterministic preprocessing shared by validation, test and the endpoint's input_fn:
+    resize the short side to `resize_size` (default crop*256/224), centre-crop, normalise.
 
     Resize and centre-crop are torchvision's (PIL); the to-float and normalise steps are
     done in numpy, so preprocessing runs no torch kernels. A server's request threads can then
@@ -37,20 +107,33 @@ class ClassificationPresetEval:
     machine a second team makes libgomp stop spin-waiting, which slows every forward pass.
     """
 
-    def __init__(self, *, crop_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def __init__(self, *, crop_size: int, resize_size: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 interpolation: str = DEFAULT_INTERPOLATION):
         import numpy as np
         from torchvision import transforms as T
 
-        self.resize_crop = T.Compose([T.Resize(resize_size(crop_size), antialias=True), T.CenterCrop(crop_size)])
+        resize = resize_size or default_preprocessing(crop_size).resize_size
+        self.resize_crop = T.Compose([T.Resize(resize, interpolation=T.InterpolationMode(interpolation),
+                                               antialias=True), T.CenterCrop(crop_size)])
         self.mean = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
         self.std = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
+
+    @classmethod
+    def from_preprocessing(cls, p: Preprocessing) -> "ClassificationPresetEval":
+        return cls(crop_size=p.crop_size, resize_size=p.resize_size, mean=p.mean, std=p.std,
+                   interpolation=p.interpolation)
 
     def array(self, img):
         """RGB PIL image -> normalised float32 array [3, H, W] (what ToTensor + Normalize give)."""
         import numpy as np
 
-        pixels = np.asarray(self.resize_crop(img), dtype=np.uint8).transpose(2, 0, 1).astype(np.float32, order="C")
-        return (pixels / np.float32(255) - self.mean) / self.std
+        return self.normalize(np.asarray(self.resize_crop(img), dtype=np.uint8).transpose(2, 0, 1))
+
+    def normalize(self, pixels):
+        """uint8 array [3, H, W] -> normalised float32 array (the image cache's eval path uses it too)."""
+        import numpy as np
+
+        return (pixels.astype(np.float32, order="C") / np.float32(255) - self.mean) / self.std
 
     def __call__(self, img):
         import torch

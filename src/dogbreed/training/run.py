@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from dogbreed.training.device import Precision
     from dogbreed.training.distributed import DistInfo
     from dogbreed.training.model import ModelConfig
+    from dogbreed.training.presets import Preprocessing
 
 
 METRICS_FILE = "metrics.json"  # in the output data dir: the final metrics of a run
@@ -55,10 +56,14 @@ def resolve_paths(args, env: TrainingEnv):
 
 
 def model_config_from_args(args, classes):
+    """The model's build arguments and its preprocessing: the weights' own (`presets.preprocessing_for`)."""
     from dogbreed.training.model import ModelConfig
+    from dogbreed.training.presets import preprocessing_for
 
+    pre = preprocessing_for(args.arch, args.weights, args.image_size)
     return ModelConfig(num_classes=len(classes), arch=args.arch, head=args.head, hidden_units=args.hidden_units,
-                       dropout=args.dropout, freeze=args.freeze, image_size=args.image_size, classes=tuple(classes))
+                       dropout=args.dropout, freeze=args.freeze, image_size=args.image_size, classes=tuple(classes),
+                       mean=pre.mean, std=pre.std, resize_size=pre.resize_size, interpolation=pre.interpolation)
 
 
 def make_optimizer(args, params):
@@ -87,11 +92,13 @@ class TrainingSetup:
     ckpt_dir: Path
 
 
-def prepare_training(args, *, splits: tuple[str, ...]) -> TrainingSetup:
+def prepare_training(args, *, splits: tuple[str, ...], cached_images: bool = False) -> TrainingSetup:
     """Paths from args/environment, processes, precision and seeds, the scanned data (which needs
-    a valid/ split: tuning and early stopping use it) and the model config; logs the data."""
+    a valid/ split: tuning and early stopping use it) and the model config; logs the data.
+    `args.workers` becomes a number (`args.resolve_workers`; `cached_images`: the image cache is on)."""
     import torch
 
+    from dogbreed.training.args import default_workers, resolve_workers
     from dogbreed.training.data import DogImages
     from dogbreed.training.device import select_precision
     from dogbreed.training.distributed import init_distributed
@@ -101,6 +108,9 @@ def prepare_training(args, *, splits: tuple[str, ...]) -> TrainingSetup:
     on_cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
     dist = init_distributed("cuda" if on_cuda else "cpu")
     precision = select_precision(args.device, args.mixed_precision, dist.local_rank)
+    # building the image cache only decodes (the model is idle): workers help there
+    args.build_workers = default_workers() if args.workers == "auto" else args.workers
+    args.workers = resolve_workers(args.workers, precision.device_type, cached_images)
     seed_everything(None if args.seed is None else args.seed + dist.rank)
 
     data = DogImages.scan(data_dir, splits=splits, check_images=args.check_images)
@@ -131,7 +141,8 @@ def save_results(model, setup: TrainingSetup, result: dict) -> None:
     log(f"saved model to {setup.model_dir}")
 
 
-def make_loader(dataset, *, batch_size, shuffle, workers, sampler=None, seed=None):
+def make_loader(dataset, *, batch_size, shuffle, workers, sampler=None, seed=None, collate_fn=None,
+                pin_memory=False):
     import torch
     from torch.utils.data import DataLoader
 
@@ -139,8 +150,52 @@ def make_loader(dataset, *, batch_size, shuffle, workers, sampler=None, seed=Non
 
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                      num_workers=workers, collate_fn=collate_skip_none, persistent_workers=workers > 0,
-                      generator=gen, drop_last=False)
+                      num_workers=workers, collate_fn=collate_fn or collate_skip_none,
+                      persistent_workers=workers > 0, generator=gen, drop_last=False, pin_memory=pin_memory)
+
+
+@dataclass
+class ImageData:
+    """How training reads images: from the decoded-image cache (uint8, normalised per batch by
+    `collate`) or by decoding every epoch (`--image-cache off`, or no disk room for the cache)."""
+
+    data: DogImages
+    pre: Preprocessing
+    cache: object = None  # image_cache.ImageCache, None: decode every epoch
+    build_workers: int = 0  # loader workers decoding while the cache is built
+
+    @classmethod
+    def from_args(cls, args, data, pre: Preprocessing, *, primary: bool) -> "ImageData":
+        if args.image_cache == "off":
+            return cls(data, pre)
+        from dogbreed.training.image_cache import ImageCache, default_cache_dir
+
+        root = Path(args.image_cache_dir) if args.image_cache_dir else default_cache_dir()
+        return cls(data, pre, ImageCache(root, log=log if primary else lambda _: None), args.build_workers)
+
+    def dataset(self, split: str, *, train: bool):
+        if self.cache is not None:
+            from dogbreed.training.image_cache import cached_dataset
+
+            cached = cached_dataset(self.data, split, self.pre, self.cache, train=train, workers=self.build_workers)
+            if cached is not None:
+                return cached
+        from dogbreed.training.presets import ClassificationPresetEval, ClassificationPresetTrain
+
+        preset = ClassificationPresetTrain if train else ClassificationPresetEval
+        return self.data.dataset(split, preset.from_preprocessing(self.pre))
+
+    def describe(self, dataset, workers: int) -> str:
+        from dogbreed.training.image_cache import CachedImages
+
+        how = (f"decoded once into {self.cache.root} (uint8, {self.pre.resize_size} px)"
+               if isinstance(dataset, CachedImages) else "decoded every epoch")
+        return f"images: {how}; {self.pre.describe()}; {workers} loader worker(s)"
+
+    def collate(self, dataset):
+        from dogbreed.training.image_cache import CachedImages, NormalizingCollate
+
+        return NormalizingCollate(self.pre) if isinstance(dataset, CachedImages) else None
 
 
 def run_training(args, *, instrumentation=None, evaluate_test: bool = False) -> dict:
@@ -153,9 +208,9 @@ def run_training(args, *, instrumentation=None, evaluate_test: bool = False) -> 
     from dogbreed.training.instrumentation import NullInstrumentation
     from dogbreed.training.loop import evaluate, fit
     from dogbreed.training.model import build_model
-    from dogbreed.training.presets import ClassificationPresetEval, ClassificationPresetTrain
 
-    setup = prepare_training(args, splits=("train", "valid", "test") if evaluate_test else ("train", "valid"))
+    setup = prepare_training(args, splits=("train", "valid", "test") if evaluate_test else ("train", "valid"),
+                             cached_images=args.image_cache != "off")
     dist, precision, data, config = setup.dist, setup.precision, setup.data, setup.config
     instr = instrumentation or NullInstrumentation()
     if dist.is_primary:
@@ -167,9 +222,13 @@ def run_training(args, *, instrumentation=None, evaluate_test: bool = False) -> 
     instr.attach(model, loss_fn)
     optimizer = make_optimizer(args, model.parameters())
 
-    train_ds = data.dataset("train", ClassificationPresetTrain(crop_size=config.image_size))
-    eval_tf = ClassificationPresetEval(crop_size=config.image_size)
-    valid_ds = data.dataset("valid", eval_tf)
+    images = ImageData.from_args(args, data, config.preprocessing, primary=dist.is_primary)
+    train_ds = images.dataset("train", train=True)
+    valid_ds = images.dataset("valid", train=False)
+    train_collate, valid_collate = images.collate(train_ds), images.collate(valid_ds)
+    if dist.is_primary:
+        log(images.describe(train_ds, args.workers))
+    loader_kw = {"batch_size": args.batch_size, "workers": args.workers, "pin_memory": precision.device_type == "cuda"}
     train_sampler = None
     ddp_model = model
     if dist.enabled:
@@ -178,9 +237,9 @@ def run_training(args, *, instrumentation=None, evaluate_test: bool = False) -> 
         valid_ds = Subset(valid_ds, shard(list(range(len(valid_ds))), dist))
         ddp_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[dist.local_rank] if precision.device_type == "cuda" else None)
-    train_loader = make_loader(train_ds, batch_size=args.batch_size, shuffle=True, workers=args.workers,
-                               sampler=train_sampler, seed=args.seed)
-    valid_loader = make_loader(valid_ds, batch_size=args.batch_size, shuffle=False, workers=args.workers)
+    train_loader = make_loader(train_ds, shuffle=True, sampler=train_sampler, seed=args.seed,
+                               collate_fn=train_collate, **loader_kw)
+    valid_loader = make_loader(valid_ds, shuffle=False, collate_fn=valid_collate, **loader_kw)
 
     plain_args = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, type(None)))}
     ckpt = Checkpointer(setup.ckpt_dir, config=config.to_dict(), args=plain_args, enabled=dist.is_primary)
@@ -214,10 +273,11 @@ def run_training(args, *, instrumentation=None, evaluate_test: bool = False) -> 
         result = fit_result(state, data)
 
         if evaluate_test and "test" in data.splits:
-            test_ds = data.dataset("test", eval_tf)
+            test_ds = images.dataset("test", train=False)
+            collate = images.collate(test_ds)
             if dist.enabled:
                 test_ds = Subset(test_ds, shard(list(range(len(test_ds))), dist))
-            test_loader = make_loader(test_ds, batch_size=args.batch_size, shuffle=False, workers=args.workers)
+            test_loader = make_loader(test_ds, shuffle=False, collate_fn=collate, **loader_kw)
             te, confusion = evaluate(model, test_loader, loss_fn, precision, instr, dist, num_classes=len(data.classes))
             per_class = (confusion.diag().double() / confusion.sum(1).clamp(min=1).double()).tolist()
             result["test"] = {"loss": te.loss, "top1": te.acc, "top5": te.top5, "n": te.n,
