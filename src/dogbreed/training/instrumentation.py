@@ -134,7 +134,9 @@ class FusedReductions:
             return self.fallback(reduction_name, tensor_value, tensor_name, abs)
         if tensor_value is not self._tensor or tensor_value._version != self._version:  # new, or changed in place
             t = tensor_value.detach().float().reshape(-1)
-            std, mean = torch.std_mean(t)
+            mean = t.mean()
+            centred = t - mean  # std by a dot product: torch.std_mean is ~10x slower on CPU
+            std = (torch.dot(centred, centred) / (t.numel() - 1)).sqrt()
             lo, hi = torch.aminmax(t)
             a = t.abs()
             l1, l2 = a.sum(), torch.linalg.vector_norm(t)
