@@ -1,8 +1,8 @@
 """Debugger + profiler overhead: one local training epoch with the smdebug hook (default
 collections: reductions of weights/gradients/biases every 5 train steps, the loss every step),
 the step recorder and the system sampler, vs the same epoch uninstrumented, vs a bare torch
-loop; and the same hook saving full weight/gradient tensors (the default before #18).
-Runs alternate (ours, full, baseline, bare, ours, ...) and the median of each is reported,
+loop; with --full, also a hook saving full weight/gradient tensors (the default before #18).
+Runs alternate (ours, [full,] baseline, bare, ours, ...) and the median of each is reported,
 with the tensor data each hook wrote per epoch.
 
     .venv/bin/python benchmarks/bench_debugger.py [--quick] [--freeze none] [--arch resnet50]
@@ -79,7 +79,8 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, help="alternating rounds (default 5, --quick 2)")
     p.add_argument("--per-class", type=int, help="training images per class, 5 classes (default 48, --quick 8)")
     p.add_argument("--image-size", type=int, help="image size (default 96, --quick 48)")
-    p.add_argument("--no-full", action="store_true", help="skip the full-tensor hook")
+    p.add_argument("--full", action="store_true",
+                   help="also a second hook saving full tensors, side by side (two smdebug hooks in one process)")
     p.add_argument("--sizes", action="store_true", help="only the bytes one save writes, resnet18 and resnet50")
     a = p.parse_args(argv)
     if a.sizes:
@@ -156,7 +157,7 @@ def main(argv=None):
         "tensors", load_debugger_hook({"SMDEBUG_CONFIG_FILE_PATH": str(hook_config("tensors", config.collections()))}))
     variants = {"ours": epoch_ours}
     instrs = [instr_ours]
-    if not a.no_full:  # a second hook object (smdebug's get_hook returns the first one)
+    if a.full:  # a second hook object (smdebug's get_hook returns the first one)
         import smdebug.pytorch as smd
         from smdebug.core.modes import ModeKeys
 
