@@ -8,6 +8,9 @@ import subprocess
 import sys
 import types
 
+import pytest
+from smdebug.exceptions import TensorUnavailableForStep
+
 from dogbreed.rules import config
 from dogbreed.training import instrumentation as I
 
@@ -76,6 +79,34 @@ def test_hook_saves_the_configured_collections_in_a_subprocess(tmp_path):
     grads = trial.tensor_names(collection="gradients")
     assert grads and trial.tensor(grads[0]).steps(mode=ModeKeys.TRAIN) == [0, 5]  # every 5 train steps
     assert len((tmp_path / "p" / "steps.jsonl").read_text().splitlines()) == 6
+    # parameters as reductions, not full tensors: what VanishingGradient reads is there
+    grad = trial.tensor(grads[0])
+    assert grad.reduction_value(5, "mean", mode=ModeKeys.TRAIN, abs=True) > 0
+    assert {r for r, _ in grad.reduction_values(5, mode=ModeKeys.TRAIN)} == {"mean", "std", "min", "max", "l2"}
+    with pytest.raises(TensorUnavailableForStep):
+        grad.value(5, mode=ModeKeys.TRAIN)
+
+
+def test_full_tensors_when_a_collection_asks_for_them(tmp_path):
+    """The README's recipe: a collection without reductions saves the full tensors it matches."""
+    from smdebug.core.modes import ModeKeys
+    from smdebug.trials import create_trial
+
+    colls = config.collections(["full.include_regex=weight$", "full.train.save_interval=3"])
+    cfg = tmp_path / "debughookconfig.json"
+    cfg.write_text(json.dumps(config.hook_config(str(tmp_path / "tensors"), colls)))
+    env = {"SMDEBUG_CONFIG_FILE_PATH": str(cfg), "TRAINING_JOB_NAME": "t", "PATH": "/usr/bin:/bin",
+           "SMDEBUG_LOG_LEVEL": "error"}
+    out = subprocess.run([sys.executable, "-c", HOOK_RUN], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    (tmp_path / "tensors" / "training_job_end.ts").write_text("0")
+    trial = create_trial(str(tmp_path / "tensors"))
+    weight, grad = trial.tensor("Linear_weight"), trial.tensor("gradient/Linear_weight")
+    for t in (weight, grad):
+        assert t.value(3, mode=ModeKeys.TRAIN).shape == (3, 4)  # the full collection's step
+        with pytest.raises(TensorUnavailableForStep):
+            t.value(5, mode=ModeKeys.TRAIN)  # only the reductions of the default collections
+        assert t.reduction_value(5, "l2", mode=ModeKeys.TRAIN) > 0
 
 
 def test_training_goes_on_without_smdebug(tmp_path):
@@ -94,12 +125,10 @@ def test_training_goes_on_without_smdebug(tmp_path):
 
 
 def test_collection_overrides_and_bad_ones():
-    import pytest
-
     from dogbreed.errors import ConfigError
 
     c = config.collections(["weights.train.save_interval=50", "relu_input.include_regex=.*relu_input"])
-    assert c["weights"] == {"train.save_interval": "50", "eval.save_interval": "1"}
+    assert c["weights"] == {"train.save_interval": "50", "eval.save_interval": "1", "reductions": config.REDUCTIONS}
     assert c["relu_input"] == {"include_regex": ".*relu_input"}
     with pytest.raises(ConfigError, match="COLLECTION.KEY=VALUE"):
         config.collections(["weights=5"])
@@ -183,3 +212,21 @@ def test_unusable_client_settings_train_on_without_them(tmp_path, capsys):
     assert type(I.make_instrumentation(args(), env)) is I.NullInstrumentation
     err = capsys.readouterr().err
     assert "DOGBREED_HOOK_CONFIG is not a usable hook config" in err and "no system metrics" in err
+
+
+def test_fused_reductions_equal_smdebugs_own():
+    """The hook's reductions, computed together, are the values smdebug computes one by one."""
+    import torch
+    from smdebug.pytorch.utils import get_reduction_of_data
+
+    fused = I.FusedReductions(get_reduction_of_data)
+    t = torch.randn(64, 3, 3, 3).to(memory_format=torch.channels_last)
+    asked = [(r, False) for r in ("mean", "std", "min", "max", "l1", "l2", "variance", "sum")] + \
+            [(r, True) for r in ("mean", "max", "min", "l1", "l2")]
+    for name, absolute in asked:
+        ours, theirs = fused(name, t, "w", absolute), get_reduction_of_data(name, t, "w", absolute)
+        assert torch.allclose(torch.as_tensor(ours), theirs, rtol=1e-5), (name, absolute)
+    t.mul_(2)  # changed in place: not the cached statistics
+    assert torch.allclose(fused("max", t, "w", False), t.max())
+    nan = torch.tensor([1.0, float("nan"), 3.0])
+    assert all(torch.isnan(fused(name, nan, "g", a)) for name, a in (("mean", True), ("max", False), ("l2", False)))

@@ -47,6 +47,14 @@ def evaluate(path, rule, **params):
     return evaluate_rule(path, rule, {k: str(v) for k, v in params.items()})
 
 
+def reductions(tensor, **values):
+    """What the default collections save of `tensor`: reductions only (`abs_mean=` for abs)."""
+    from smdebug.core.reductions import get_reduction_tensor_name
+
+    return {get_reduction_tensor_name(tensor, k.removeprefix("abs_"), k.startswith("abs_")): v
+            for k, v in values.items()}
+
+
 CASES = {
     # (rule, params, steps that trigger it, steps that do not)
     "LossNotDecreasing-flat": ("LossNotDecreasing", {}, losses(TRAIN, [1.0] * 25),
@@ -70,6 +78,13 @@ CASES = {
                            (TRAIN, {"gradient/fc.weight": np.full(8, -1e-3)})]),
     "ExplodingTensor": ("ExplodingTensor", {}, [(TRAIN, {"gradient/fc.weight": np.array([1.0, np.inf])})],
                         [(TRAIN, {"gradient/fc.weight": np.array([1.0, 2.0])})]),
+    # the default collections save reductions, not tensors; a signed mean near 0 is not a vanishing gradient
+    "VanishingGradient-reductions": ("VanishingGradient", {},
+                                     [(TRAIN, reductions("gradient/fc.weight", mean=0.0, abs_mean=1e-9))] * 2,
+                                     [(TRAIN, reductions("gradient/fc.weight", mean=1e-12, abs_mean=1e-3))] * 2),
+    "ExplodingTensor-reductions": ("ExplodingTensor", {},
+                                   [(TRAIN, reductions("gradient/fc.weight", mean=np.nan, max=np.inf, l2=np.inf))],
+                                   [(TRAIN, reductions("gradient/fc.weight", mean=0.1, max=2.0, l2=3.0))]),
 }
 
 

@@ -51,8 +51,10 @@ def test_request_carries_hook_rules_and_profiler(cli, workspace, sagemaker_train
     (req,) = sagemaker_training
     hook = req["DebugHookConfig"]
     colls = {c["CollectionName"]: c.get("CollectionParameters", {}) for c in hook["CollectionConfigurations"]}
-    assert colls["weights"] == {"train.save_interval": "50", "eval.save_interval": "1"}
-    assert colls["gradients"] == colls["biases"] == {"train.save_interval": "5", "eval.save_interval": "1"}
+    periodic = {"train.save_interval": "5", "eval.save_interval": "1",
+                "reductions": "mean,std,min,max,abs_mean,l2_norm"}  # reductions, not full tensors
+    assert colls["weights"] == {**periodic, "train.save_interval": "50"}
+    assert colls["gradients"] == colls["biases"] == periodic
     assert colls["losses"] == {"save_interval": "1"}
     assert colls["CrossEntropyLoss_output_0"]["include_regex"] == "CrossEntropyLoss_output_0"
     assert len(hook["CollectionConfigurations"]) == len(colls)  # the rules' collections did not add duplicates

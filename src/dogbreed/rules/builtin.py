@@ -204,7 +204,7 @@ class VanishingGradient(_DogbreedRule):
 
 class ExplodingTensor(_DogbreedRule):
     """Fires on a NaN (or, unless `only_nan`, an infinite) value in the chosen tensors
-    (default: every saved tensor)."""
+    (default: every saved tensor), or in their reductions where only those were saved."""
 
     def __init__(self, base_trial, action_str: str = "", collection_names: str = "", tensor_regex: str = "",
                  only_nan="False"):
@@ -221,19 +221,35 @@ class ExplodingTensor(_DogbreedRule):
             names.update(self._tensor_names(None, self.tensor_regex))
         if not self.collections and not self.tensor_regex:
             names.update(self.base_trial.tensor_names(step=step))
-        for name in sorted(names):
-            try:
-                value = self.base_trial.tensor(name).value(step)
-            except TensorUnavailableForStep:
-                continue
-            import numpy as np
+        import numpy as np
 
+        for name in sorted(names):
+            value = self._saved(name, step)
+            if value is None:
+                continue
             bad = np.isnan(value).any() or (not self.only_nan and np.isinf(value).any())
             if bad:
                 mode, mode_step = self._mode_step(step)
                 kind = "NaN" if np.isnan(value).any() else "infinite"
                 return self._fire(mode, mode_step, f"{name} has {kind} values at {mode.name} step {mode_step}")
         return False
+
+
+    def _saved(self, name: str, step: int):
+        """The tensor at `step`, or its saved reductions (the default collections save only
+        those: any NaN/inf element makes mean, max, the norms... NaN/inf); None if neither."""
+        import numpy as np
+
+        tensor = self.base_trial.tensor(name)
+        try:
+            return tensor.value(step)
+        except TensorUnavailableForStep:
+            pass
+        try:
+            values = list(tensor.reduction_values(step).values())
+        except TensorUnavailableForStep:
+            return None
+        return np.concatenate([np.asarray(v, dtype=float).ravel() for v in values]) if values else None
 
 
 RULE_CLASSES = {cls.__name__: cls for cls in (LossNotDecreasing, Overfit, VanishingGradient, ExplodingTensor)}

@@ -58,6 +58,7 @@ class DebuggerHook(NullInstrumentation):
         self.hook, self.modes, self.end_marker_dir = hook, modes, end_marker_dir
 
     def attach(self, model, loss_fn) -> None:
+        self.hook._get_reduction_of_data = FusedReductions(type(self.hook)._get_reduction_of_data)
         if self._saves_module_tensors(model):
             self.hook.register_module(model)
         else:
@@ -107,6 +108,42 @@ class DebuggerHook(NullInstrumentation):
         if self.end_marker_dir is not None:  # readers of a synced copy know the trial is complete
             self.end_marker_dir.mkdir(parents=True, exist_ok=True)
             (self.end_marker_dir / END_MARKER).write_text(str(time.time()))
+
+
+class FusedReductions:
+    """smdebug's `_get_reduction_of_data`, computing a tensor's statistics in one go.
+
+    smdebug asks for one reduction at a time (a torch op, and a device-to-host copy, each);
+    the default collections ask six per tensor. The first request for a tensor computes
+    mean, std, min, max, mean |x|, sum |x| and the L2 norm together and copies them once;
+    the other requests for the same tensor read them. Anything else goes to smdebug's own.
+    """
+
+    _STATS = ((("mean", False), ("std", False), ("min", False), ("max", False), ("mean", True), ("l1", False),
+               ("l1", True), ("l2", False), ("l2", True)))
+
+    def __init__(self, fallback):
+        self.fallback = fallback
+        self._tensor = self._stats = self._version = None  # the last tensor (kept alive: its id stays unique)
+
+    def __call__(self, reduction_name, tensor_value, tensor_name, abs):
+        import torch
+
+        key = (reduction_name, bool(abs))
+        if not isinstance(tensor_value, torch.Tensor) or key not in self._STATS or tensor_value.numel() < 2:
+            return self.fallback(reduction_name, tensor_value, tensor_name, abs)
+        if tensor_value is not self._tensor or tensor_value._version != self._version:  # new, or changed in place
+            t = tensor_value.detach().float().reshape(-1)
+            mean = t.mean()
+            centred = t - mean  # std by a dot product: torch.std_mean is ~10x slower on CPU
+            std = (torch.dot(centred, centred) / (t.numel() - 1)).sqrt()
+            lo, hi = torch.aminmax(t)
+            a = t.abs()
+            l1, l2 = a.sum(), torch.linalg.vector_norm(t)
+            values = torch.stack([mean, std, lo, hi, a.mean(), l1, l1, l2, l2]).cpu()
+            self._tensor, self._version = tensor_value, tensor_value._version
+            self._stats = dict(zip(self._STATS, values))
+        return self._stats[key]
 
 
 class SystemMonitor(NullInstrumentation):
