@@ -1,0 +1,75 @@
+"""The environment `deploy` sets on the SageMaker model so that the PyTorch inference container
+(TorchServe 0.12 + sagemaker-pytorch-inference 2.0.25) serves as fast as dogbreed's local server.
+
+Container defaults on a 2-vCPU instance: TorchServe starts one worker per vCPU, each with torch's
+own thread count (the vCPUs), and no batching: the workers' OpenMP teams fight over the cores.
+Measured on this project's 2-vCPU dev machine (ml.m5.large / ml.c5.large size), resnet50 224 px,
+bf16, 8 closed-loop clients, alternating rounds, benchmarks/bench_torchserve.py (README table):
+
+    our local server                                   31.1 img/s  0.86x bare   1-client p50 44.7 ms
+    container defaults (2 workers x 2 threads)          7.7 img/s  0.21x bare                53.4 ms
+    1 worker x 2 threads, no batching                  20.0 img/s  0.56x bare                50.9 ms
+    2 workers x 1 thread (OMP_NUM_THREADS=1)           24.1 img/s  0.67x bare                78.3 ms
+    1 worker x 2 threads, batch 8, max delay 5 ms     see README  (the row "as `deploy` configures it")
+
+The rule (`container_env`):
+- CPU instances: one worker per 4 vCPUs (at least one), the vCPUs split evenly between them as
+  torch threads (OMP_NUM_THREADS), TorchServe batching of up to BATCH_SIZE requests waiting at most
+  MAX_BATCH_DELAY_MS. Measured only at 2 vCPUs; above that, workers of 4 threads is an
+  extrapolation (a batch-8 resnet50 forward stops scaling at a few threads per process).
+- GPU instances: one worker per GPU, the vCPUs split between them (decoding runs on the CPU),
+  the same batching. Not measured (no GPU here).
+- Serverless: the vCPUs are not known ahead; only the config fix below.
+Always: the toolkit writes its TorchServe config without a newline after `enable_model_api=true`,
+which swallows the next line (`enable_model_api=truedefault_response_timeout=60`). The config it
+writes sets enable_envvars_config=true, so TS_ENABLE_MODEL_API and TS_DEFAULT_RESPONSE_TIMEOUT
+put both values back. Anything the user passes (`deploy --env KEY=VALUE`) wins.
+"""
+
+from __future__ import annotations
+
+import re
+
+BATCH_SIZE = 8
+MAX_BATCH_DELAY_MS = 5
+RESPONSE_TIMEOUT_S = 60  # the toolkit's default for both timeouts
+THREADS_PER_WORKER = 4  # CPU: above this many vCPUs, another worker
+# Instance types with more than one GPU; other ml.g* / ml.p* types have one.
+GPUS = {"ml.g4dn.12xlarge": 4, "ml.g5.12xlarge": 4, "ml.g5.24xlarge": 4, "ml.g5.48xlarge": 8,
+        "ml.g6.12xlarge": 4, "ml.g6.24xlarge": 4, "ml.g6.48xlarge": 8, "ml.g6e.12xlarge": 4,
+        "ml.g6e.24xlarge": 4, "ml.g6e.48xlarge": 8, "ml.p3.8xlarge": 4, "ml.p3.16xlarge": 8,
+        "ml.p3dn.24xlarge": 8, "ml.p4d.24xlarge": 8, "ml.p4de.24xlarge": 8, "ml.p5.48xlarge": 8}
+_SIZE = re.compile(r"^ml\.([a-z0-9-]+)\.(\d*)(x?large|medium)$")
+
+
+def instance_shape(instance_type: str) -> tuple[int, int]:
+    """(vCPUs, GPUs) of a SageMaker instance type, from its name (large = 2 vCPUs, xlarge = 4,
+    Nxlarge = 4N); ValueError for a name that is not an instance type."""
+    m = _SIZE.match(instance_type)
+    if not m:
+        raise ValueError(f"{instance_type!r} is not a SageMaker instance type (e.g. ml.m5.large)")
+    family, n, size = m.groups()
+    vcpus = 2 if size in ("large", "medium") else 4 * int(n or 1)
+    gpus = GPUS.get(instance_type, 1 if family[0] in "gp" and family[:3] != "inf" else 0)
+    return vcpus, gpus
+
+
+def config_fix() -> dict:
+    """The two TorchServe settings the toolkit's config file loses, put back through the environment."""
+    return {"TS_ENABLE_MODEL_API": "true", "TS_DEFAULT_RESPONSE_TIMEOUT": str(RESPONSE_TIMEOUT_S)}
+
+
+def container_env(instance_type: str | None, overrides: dict | None = None) -> dict:
+    """The model's container environment for `instance_type` (None: serverless), then `overrides`."""
+    env = config_fix()
+    if instance_type:
+        vcpus, gpus = instance_shape(instance_type)
+        workers = gpus or max(1, vcpus // THREADS_PER_WORKER)
+        env.update({
+            "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+            "SAGEMAKER_TS_MIN_WORKERS": str(workers), "SAGEMAKER_TS_MAX_WORKERS": str(workers),
+            "OMP_NUM_THREADS": str(max(1, vcpus // workers)),
+            "SAGEMAKER_TS_BATCH_SIZE": str(BATCH_SIZE), "SAGEMAKER_TS_MAX_BATCH_DELAY": str(MAX_BATCH_DELAY_MS),
+            "SAGEMAKER_TS_RESPONSE_TIMEOUT": str(RESPONSE_TIMEOUT_S)})
+    env.update(overrides or {})
+    return env
