@@ -50,7 +50,7 @@ def instance_shape(instance_type: str) -> tuple[int, int]:
         raise ValueError(f"{instance_type!r} is not a SageMaker instance type (e.g. ml.m5.large)")
     family, n, size = m.groups()
     vcpus = 2 if size in ("large", "medium") else 4 * int(n or 1)
-    gpus = GPUS.get(instance_type, 1 if family[0] in "gp" and family[:3] != "inf" else 0)
+    gpus = GPUS.get(instance_type, 1 if family[0] in "gp" else 0)
     return vcpus, gpus
 
 
@@ -73,3 +73,13 @@ def container_env(instance_type: str | None, overrides: dict | None = None) -> d
             "SAGEMAKER_TS_RESPONSE_TIMEOUT": str(RESPONSE_TIMEOUT_S)})
     env.update(overrides or {})
     return env
+
+
+def describe(env: dict) -> str:
+    """One line for the deploy log: what TorchServe will run with."""
+    if "SAGEMAKER_TS_BATCH_SIZE" not in env and "SAGEMAKER_MODEL_SERVER_WORKERS" not in env:
+        return "the container's defaults (plus the TorchServe config fix)"
+    workers = env.get("SAGEMAKER_TS_MAX_WORKERS") or env.get("SAGEMAKER_MODEL_SERVER_WORKERS", "default")
+    return (f"{workers} TorchServe worker(s) x {env.get('OMP_NUM_THREADS', 'default')} threads, batches of up to "
+            f"{env.get('SAGEMAKER_TS_BATCH_SIZE', 1)} requests waiting at most "
+            f"{env.get('SAGEMAKER_TS_MAX_BATCH_DELAY', 100)} ms (change with --env KEY=VALUE)")
