@@ -172,3 +172,21 @@ def test_env_flag_refuses_bad_pairs_and_the_local_backend(cli, workspace, tiny_m
     assert r.exit_code == 2 and "'NOEQUALS' is not KEY=VALUE" in r.output
     r = cli("deploy", "--model-data", tiny_model_tar, "--env", "OMP_NUM_THREADS=1")
     assert r.exit_code != 0 and "--env sets the SageMaker container's environment" in r.output
+
+
+def test_a_model_that_cannot_serve_fails_at_load_in_one_line(tiny_model_tar, tmp_path):
+    """TorchServe answers /ping healthy while its workers load (and keeps restarting a worker whose
+    load fails): the only early signal is model_fn's error in the endpoint's log, so it must be clear."""
+    import tarfile
+
+    from dogbreed.serving.errors import ModelLoadError
+    from dogbreed.serving.inference_module import InferenceModule
+    from tests.conftest import ROOT
+
+    with tarfile.open(tiny_model_tar) as tar:
+        tar.extractall(tmp_path, filter="data")
+    weights = tmp_path / "model.pth"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    module = InferenceModule(ROOT / "scripts" / "inference.py")
+    with pytest.raises(ModelLoadError, match=r"the model in .* cannot serve \(.+\): deploy a model.tar.gz written by"):
+        module.model_fn(str(tmp_path))

@@ -159,7 +159,7 @@ class TorchServeStack:
                 continue
         return total / 2**20
 
-    def stop(self, timeout: float = 30) -> None:
+    def stop(self, timeout: float = 10) -> None:
         """SIGTERM to the stack's process group (the container's stop), SIGKILL after `timeout`."""
         if self.proc is None:
             return
