@@ -4,13 +4,19 @@
 Container defaults on a 2-vCPU instance: TorchServe starts one worker per vCPU, each with torch's
 own thread count (the vCPUs), and no batching: the workers' OpenMP teams fight over the cores.
 Measured on this project's 2-vCPU dev machine (ml.m5.large / ml.c5.large size), resnet50 224 px,
-bf16, 8 closed-loop clients, alternating rounds, benchmarks/bench_torchserve.py (README table):
+bf16, 8 closed-loop clients, alternating rounds. Idle machine (issue #22):
 
     our local server                                   31.1 img/s  0.86x bare   1-client p50 44.7 ms
     container defaults (2 workers x 2 threads)          7.7 img/s  0.21x bare                53.4 ms
     1 worker x 2 threads, no batching                  20.0 img/s  0.56x bare                50.9 ms
     2 workers x 1 thread (OMP_NUM_THREADS=1)           24.1 img/s  0.67x bare                78.3 ms
-    1 worker x 2 threads, batch 8, max delay 5 ms     see README  (the row "as `deploy` configures it")
+
+benchmarks/bench_torchserve.py, one run on the same machine shared with other work (load average
+22-25, so absolute figures are ~30x lower; median per-round ratios to the bare forward):
+
+    container defaults                                 0.16x bare
+    our local server                                   0.43x bare
+    1 worker x 2 threads, batch 8, max delay 5 ms      0.75x bare   1-client p50 1.04x ours
 
 The rule (`container_env`):
 - CPU instances: one worker per 4 vCPUs (at least one), the vCPUs split evenly between them as
