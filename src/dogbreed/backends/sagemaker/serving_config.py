@@ -11,12 +11,12 @@ bf16, 8 closed-loop clients, alternating rounds. Idle machine (issue #22):
     1 worker x 2 threads, no batching                  20.0 img/s  0.56x bare                50.9 ms
     2 workers x 1 thread (OMP_NUM_THREADS=1)           24.1 img/s  0.67x bare                78.3 ms
 
-benchmarks/bench_torchserve.py, one run on the same machine shared with other work (load average
-22-25, so absolute figures are ~30x lower; median per-round ratios to the bare forward):
+benchmarks/bench_torchserve.py, three runs on the same machine shared with other work (load
+average 25, 5.5, 5.1; median per-round ratios to the bare forward; README has the table):
 
-    container defaults                                 0.16x bare
-    our local server                                   0.43x bare
-    1 worker x 2 threads, batch 8, max delay 5 ms      0.75x bare   1-client p50 1.04x ours
+    container defaults                                 0.16x / 0.20x / 0.05x bare
+    our local server                                   0.43x / 0.38x / 0.38x bare
+    1 worker x 2 threads, batch 8, max delay 5 ms      0.75x / 0.86x / 0.58x bare
 
 The rule (`container_env`):
 - CPU instances: one worker per 4 vCPUs (at least one), the vCPUs split evenly between them as
