@@ -141,9 +141,10 @@ class TorchServeStack:
         if self.proc is None:
             return []
         out = []
+        self.proc.poll()  # reaps the launcher once it exits: a zombie keeps its process group id
         for p in psutil.process_iter(["pid"]):
             try:
-                if os.getpgid(p.pid) == self.proc.pid:
+                if os.getpgid(p.pid) == self.proc.pid and p.status() != psutil.STATUS_ZOMBIE:
                     out.append(p)
             except (OSError, psutil.Error):
                 continue
