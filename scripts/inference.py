@@ -10,13 +10,13 @@ more argument when the signature has room for it): there a bad request is answer
 4xx status and JSON body through the context (`handler.Refused`), never the toolkit's 500 with
 a traceback. The local server calls without it and answers the raised RequestError itself.
 
-Under the toolkit, model_fn also makes each TorchServe batch one forward pass with every request
-answered on its own (`dogbreed.serving.batched`: the toolkit's own loop cannot), and it fails at
-load, with one line saying why, when the model cannot serve a prediction.
+model_fn fails at load, with one line saying why, when the model cannot serve a prediction.
+(An endpoint `deploy` configures with TorchServe batching does not come here: TorchServe calls
+`dogbreed.serving.torchserve_handler`, which answers a whole batch in one forward pass.)
 """
 
 from dogbreed.serving import handler
-from dogbreed.serving.errors import ModelLoadError, RequestError
+from dogbreed.serving.errors import RequestError
 
 _loaded = None  # the model model_fn loaded; its preset preprocesses in input_fn
 
@@ -25,15 +25,7 @@ def model_fn(model_dir, context=None):
     global _loaded
     from dogbreed.serving import batched
 
-    try:
-        _loaded = handler.model_fn(model_dir)
-        batched.warm_up(_loaded)
-    except Exception as exc:
-        raise ModelLoadError(f"the model in {model_dir} cannot serve ({type(exc).__name__}: {exc}): "
-                             "deploy a model.tar.gz written by `dogbreed train`") from exc
-    if context is not None:
-        batched.take_over_toolkit_batches()
-    print(f"dogbreed model loaded: {_loaded.describe()}", flush=True)
+    _loaded = batched.load(model_dir)
     return _loaded
 
 

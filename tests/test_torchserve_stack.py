@@ -94,14 +94,17 @@ def test_deploy_sets_the_serving_environment_on_the_model(deployed):
     assert {k: env[k] for k in ("SAGEMAKER_MODEL_SERVER_WORKERS", "SAGEMAKER_TS_MIN_WORKERS",
                                 "SAGEMAKER_TS_MAX_WORKERS", "OMP_NUM_THREADS", "SAGEMAKER_TS_BATCH_SIZE",
                                 "SAGEMAKER_TS_MAX_BATCH_DELAY", "TS_ENABLE_MODEL_API",
-                                "TS_DEFAULT_RESPONSE_TIMEOUT")} == {
+                                "TS_DEFAULT_RESPONSE_TIMEOUT", "TS_DEFAULT_SERVICE_HANDLER")} == {
         "SAGEMAKER_MODEL_SERVER_WORKERS": "1", "SAGEMAKER_TS_MIN_WORKERS": "1", "SAGEMAKER_TS_MAX_WORKERS": "1",
         "OMP_NUM_THREADS": "2", "SAGEMAKER_TS_BATCH_SIZE": "8", "SAGEMAKER_TS_MAX_BATCH_DELAY": str(BATCH_DELAY_MS),
-        "TS_ENABLE_MODEL_API": "true", "TS_DEFAULT_RESPONSE_TIMEOUT": "60"}
+        "TS_ENABLE_MODEL_API": "true", "TS_DEFAULT_RESPONSE_TIMEOUT": "60",
+        "TS_DEFAULT_SERVICE_HANDLER": "dogbreed.serving.torchserve_handler:handle"}
 
 
 @pytest.mark.slow  # starts TorchServe (a JVM and a torch worker) once for the module
 def test_the_real_stack_answers_the_contract_like_the_local_server_in_mixed_batches(stack, local_answers):
+    # deploy's TS_DEFAULT_SERVICE_HANDLER replaced the toolkit's handler: TorchServe runs dogbreed's
+    assert "dogbreed TorchServe handler: one forward per batch of up to 8 requests" in stack.log_text()
     reqs = requests_of_the_contract()
     before = handler_calls(stack)
     answers = concurrently(stack, reqs)

@@ -9,8 +9,8 @@ into a 503 for every request) as soon as one request fails.
 
 `answer_batch` decodes each request with its own headers, runs the model once on the images of all
 the good ones, and gives every request its own status and body: the same JSON and the same 4xx as
-the local server. `take_over_toolkit_batches` makes the toolkit's Transformer call it (installed
-by scripts/inference.py's model_fn when the toolkit passes its context; nothing else changes).
+the local server. `dogbreed.serving.torchserve_handler` is the TorchServe handler that calls it
+(deploy names that handler in TS_DEFAULT_SERVICE_HANDLER, so the toolkit's loop is not used).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 from dogbreed.serving import handler
-from dogbreed.serving.errors import RequestError
+from dogbreed.serving.errors import ModelLoadError, RequestError
 
 
 @dataclass(frozen=True)
@@ -71,25 +71,20 @@ def answer_through(context, answers: list[Answer]) -> list[str]:
     return [a.body for a in answers]
 
 
-def take_over_toolkit_batches() -> None:
-    """Make sagemaker-inference's Transformer answer each TorchServe batch with `answer_batch`
-    (in this worker process, which serves only our model)."""
-    from sagemaker_inference.transformer import Transformer
-
-    if getattr(Transformer.transform, "dogbreed_batched", False):
-        return
-
-    def transform(self, data, context):
-        self.validate_and_initialize(model_dir=context.system_properties.get("model_dir"), context=context)
-        headers = [rp.get_request_properties() for rp in context.request_processor]
-        return answer_through(context, answer_batch(self._model, [d.get("body") for d in data], headers))
-
-    transform.dogbreed_batched = True
-    Transformer.transform = transform
-
-
 def warm_up(loaded) -> None:
     """One prediction through the serving path at load, so a broken model fails there (loudly, before
     the worker takes traffic) and the first request does not pay for the first forward."""
     handler.output_fn(handler.predict_fn(handler.probe_batch(loaded.config.image_size)[:1], loaded),
                       None, loaded.breeds)
+
+
+def load(model_dir):
+    """The model in `model_dir`, checked by one prediction; ModelLoadError in one line naming the fix."""
+    try:
+        loaded = handler.model_fn(model_dir)
+        warm_up(loaded)
+    except Exception as exc:
+        raise ModelLoadError(f"the model in {model_dir} cannot serve ({type(exc).__name__}: {exc}): "
+                             "deploy a model.tar.gz written by `dogbreed train`") from exc
+    print(f"dogbreed model loaded: {loaded.describe()}", flush=True)
+    return loaded

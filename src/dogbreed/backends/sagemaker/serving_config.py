@@ -26,6 +26,10 @@ The rule (`container_env`):
 - GPU instances: one worker per GPU, the vCPUs split between them (decoding runs on the CPU),
   the same batching. Not measured (no GPU here).
 - Serverless: the vCPUs are not known ahead; only the config fix below.
+With batching, TorchServe's handler is dogbreed's own (TS_DEFAULT_SERVICE_HANDLER, read over the
+toolkit's `default_service_handler` because its config sets enable_envvars_config=true): the
+toolkit's loop runs the handler once per request and answers a mixed batch with one 500;
+`dogbreed.serving.torchserve_handler` runs one forward per batch, each request its own answer.
 Always: the toolkit writes its TorchServe config without a newline after `enable_model_api=true`,
 which swallows the next line (`enable_model_api=truedefault_response_timeout=60`). The config it
 writes sets enable_envvars_config=true, so TS_ENABLE_MODEL_API and TS_DEFAULT_RESPONSE_TIMEOUT
@@ -39,6 +43,7 @@ import re
 BATCH_SIZE = 8
 MAX_BATCH_DELAY_MS = 5
 RESPONSE_TIMEOUT_S = 60  # the toolkit's default for both timeouts
+HANDLER = "dogbreed.serving.torchserve_handler:handle"  # importable from /opt/ml/model/code
 THREADS_PER_WORKER = 4  # CPU: above this many vCPUs, another worker
 # Instance types with more than one GPU; other ml.g* / ml.p* types have one.
 GPUS = {"ml.g4dn.12xlarge": 4, "ml.g5.12xlarge": 4, "ml.g5.24xlarge": 4, "ml.g5.48xlarge": 8,
@@ -76,7 +81,7 @@ def container_env(instance_type: str | None, overrides: dict | None = None) -> d
             "SAGEMAKER_TS_MIN_WORKERS": str(workers), "SAGEMAKER_TS_MAX_WORKERS": str(workers),
             "OMP_NUM_THREADS": str(max(1, vcpus // workers)),
             "SAGEMAKER_TS_BATCH_SIZE": str(BATCH_SIZE), "SAGEMAKER_TS_MAX_BATCH_DELAY": str(MAX_BATCH_DELAY_MS),
-            "SAGEMAKER_TS_RESPONSE_TIMEOUT": str(RESPONSE_TIMEOUT_S)})
+            "SAGEMAKER_TS_RESPONSE_TIMEOUT": str(RESPONSE_TIMEOUT_S), "TS_DEFAULT_SERVICE_HANDLER": HANDLER})
     env.update(overrides or {})
     return env
 
