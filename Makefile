@@ -10,7 +10,10 @@ TORCH   := torch==2.14.1 torchvision==0.29.1
 # pin protobuf>=5, which smdebug (protobuf<=3.20.3) cannot share, so they get their own venv that
 # sees the main venv's packages (torch included) through a .pth file placed after its own.
 TOOLKITS_VENV := .venv-toolkits
-TOOLKITS := sagemaker-training==5.1.4 sagemaker-inference==1.10.1 sagemaker-pytorch-inference==2.0.25
+# TorchServe is the PyTorch inference container's model server (tests/test_torchserve_stack.py runs the real
+# stack); the toolkit's torchserve.py imports pkg_resources, gone from setuptools 81 on.
+TOOLKITS := sagemaker-training==5.1.4 sagemaker-inference==1.10.1 sagemaker-pytorch-inference==2.0.25 \
+            torchserve==0.12.0 'setuptools<81'
 # The main venv, where the whole suite runs, stays on SageMaker SDK v2 (explicitly: a plain install of
 # the package resolves to v3). A second venv gets SDK v3 and runs the suites that talk to SageMaker
 # (through moto) again, so both majors stay tested; tests/test_sdk_majors.py compares their requests.
@@ -60,6 +63,9 @@ $(AWSCLI):
 toolkits: $(TOOLKITS_VENV)/.installed
 
 $(TOOLKITS_VENV)/.installed: $(STAMP)
+	@command -v java >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; } || \
+	  echo "note: Java could not be installed; tests/test_torchserve_stack.py will skip its TorchServe tests"
 	rm -rf $(TOOLKITS_VENV)
 	$(BIN)/python -m venv $(TOOLKITS_VENV)
 	$(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > \

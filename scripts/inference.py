@@ -9,6 +9,10 @@ The trailing `context` is passed only by AWS's inference toolkit (it calls a han
 more argument when the signature has room for it): there a bad request is answered with its
 4xx status and JSON body through the context (`handler.Refused`), never the toolkit's 500 with
 a traceback. The local server calls without it and answers the raised RequestError itself.
+
+model_fn fails at load, with one line saying why, when the model cannot serve a prediction.
+(An endpoint `deploy` configures with TorchServe batching does not come here: TorchServe calls
+`dogbreed.serving.torchserve_handler`, which answers a whole batch in one forward pass.)
 """
 
 from dogbreed.serving import handler
@@ -17,10 +21,11 @@ from dogbreed.serving.errors import RequestError
 _loaded = None  # the model model_fn loaded; its preset preprocesses in input_fn
 
 
-def model_fn(model_dir):
+def model_fn(model_dir, context=None):
     global _loaded
-    _loaded = handler.model_fn(model_dir)
-    print(f"dogbreed model loaded: {_loaded.describe()}", flush=True)
+    from dogbreed.serving import batched
+
+    _loaded = batched.load(model_dir)
     return _loaded
 
 

@@ -103,6 +103,10 @@ def dogbreed_cmd():
 @pytest.fixture
 def hermetic_sdk(monkeypatch, tmp_path):
     """No SDK config files, no telemetry requests, no 5-30 s sleeps in SDK wait loops."""
+    make_sdk_hermetic(monkeypatch, tmp_path)
+
+
+def make_sdk_hermetic(monkeypatch, tmp_path) -> None:
     empty = tmp_path / "sm.yaml"
     empty.write_text("")
     monkeypatch.setenv("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", str(empty))

@@ -11,17 +11,14 @@ import http.client
 import json
 import subprocess
 import sys
-import tarfile
 import time
 
 import pytest
 
-from tests.moto_support import BUCKET, ROLE_ARN
 from tests.test_handler import encode, png_declaring
 from tests.test_server_local import dog, free_port
+from tests.toolkit.repacked import deploy_and_unpack
 from tests.toolkit.venv import HERE, toolkit_env, toolkit_python
-
-SM = ["--backend", "sagemaker", "--role", ROLE_ARN, "--bucket", BUCKET]
 
 
 def requests_of_the_contract() -> list[tuple[str, bytes, dict]]:
@@ -53,23 +50,7 @@ def requests_of_the_contract() -> list[tuple[str, bytes, dict]]:
 @pytest.fixture
 def repacked_model(aws, tiny_model_tar, workspace, cli, tmp_path):
     """Deploy through the real CLI; return (model dir as the container unpacks it, container env)."""
-    import boto3
-
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=BUCKET)
-    s3.upload_file(str(tiny_model_tar), BUCKET, "jobs/train-1/output/model.tar.gz")
-    r = cli(*SM, "deploy", "--model-data", f"s3://{BUCKET}/jobs/train-1/output/model.tar.gz", "--name", "dog-tk")
-    assert r.exit_code == 0, r.output
-    sm = boto3.client("sagemaker")
-    cfg = sm.describe_endpoint_config(EndpointConfigName=sm.describe_endpoint(EndpointName="dog-tk")
-                                      ["EndpointConfigName"])
-    container = sm.describe_model(ModelName=cfg["ProductionVariants"][0]["ModelName"])["PrimaryContainer"]
-    bucket, _, key = container["ModelDataUrl"].removeprefix("s3://").partition("/")
-    s3.download_file(bucket, key, str(tmp_path / "repacked.tar.gz"))
-    model_dir = tmp_path / "opt-ml-model"
-    with tarfile.open(tmp_path / "repacked.tar.gz") as tar:
-        tar.extractall(model_dir, filter="data")
-    return model_dir, container["Environment"]
+    return deploy_and_unpack(cli, tiny_model_tar, tmp_path, "dog-tk")
 
 
 def test_repacked_model_starts_without_pip_installs(repacked_model):

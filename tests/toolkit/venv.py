@@ -15,16 +15,24 @@ HERE = Path(__file__).resolve().parent
 MODULES = ("sagemaker_training", "sagemaker_inference", "sagemaker_pytorch_serving_container")
 
 
-def toolkit_python() -> Path:
-    """The toolkit venv's python, or a pytest skip naming how to build it."""
+def find_toolkit_python() -> tuple[Path | None, str]:
+    """(the toolkit venv's python, "") or (None, why not, naming how to build it)."""
     venv = Path(os.environ.get("DOGBREED_TOOLKITS_VENV", ROOT / ".venv-toolkits"))
     python = venv / "bin" / "python"
     if not python.exists():
-        pytest.skip(f"AWS's toolkits are not installed ({venv} missing): run `make toolkits`")
+        return None, f"AWS's toolkits are not installed ({venv} missing): run `make toolkits`"
     probe = subprocess.run([str(python), "-c", "import " + ", ".join(MODULES)], capture_output=True, text=True)
     if probe.returncode != 0:
-        pytest.skip(f"AWS's toolkits do not import in {venv}: {probe.stderr.strip().splitlines()[-1:]}; "
-                    "rebuild it with `make toolkits`")
+        return None, (f"AWS's toolkits do not import in {venv}: {probe.stderr.strip().splitlines()[-1:]}; "
+                      "rebuild it with `make toolkits`")
+    return python, ""
+
+
+def toolkit_python() -> Path:
+    """The toolkit venv's python, or a pytest skip naming how to build it."""
+    python, why = find_toolkit_python()
+    if python is None:
+        pytest.skip(why)
     return python
 
 

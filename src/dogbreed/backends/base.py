@@ -194,6 +194,7 @@ class EndpointSpec:
     timeout_s: float = 600.0  # how long deploy waits for the endpoint to turn healthy
     auto_delete_after_s: int | None = None  # local: the server exits; SageMaker: expiry tag for cleanup
     autoscaling: Autoscaling | None = None  # SageMaker real-time only (capability "autoscale_endpoint")
+    env: dict = field(default_factory=dict)  # SageMaker: the model container's environment, over serving_config's
     job: str | None = None  # the training job the model came from (local: shown on the prediction page)
     report: str | None = None  # local: that job's report.html, linked from the prediction page
 

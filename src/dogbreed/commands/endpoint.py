@@ -41,12 +41,15 @@ CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg
               help="SageMaker real-time autoscaling: most instances (Application Auto Scaling). [default: no scaling]")
 @click.option("--target-invocations", type=float, default=None, metavar="K",
               help="SageMaker real-time autoscaling: requests per instance per minute at which to add one.")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", callback=lambda ctx, param, v: key_values(v),
+              help="SageMaker: set an environment variable of the model's container, over what deploy chooses "
+                   "for the instance type (e.g. SAGEMAKER_TS_BATCH_SIZE=16, OMP_NUM_THREADS=1). Repeatable.")
 @click.option("--auto-delete-after", default=None, metavar="DURATION",
               help="e.g. 2h. Local: the server stops itself then. SageMaker: the endpoint is tagged to expire "
                    "and `dogbreed cleanup --expired --yes` deletes it. [default: never]")
 @click.pass_obj
 def deploy(app, model_data, name, port, max_batch_size, max_wait_ms, trust_code, instance_type, serverless, memory,
-           max_concurrency, timeout_s, min_instances, max_instances, target_invocations, auto_delete_after):
+           max_concurrency, timeout_s, min_instances, max_instances, target_invocations, env, auto_delete_after):
     """Deploy a trained model behind an endpoint and remember it for `predict`.
 
     \b
@@ -55,6 +58,7 @@ def deploy(app, model_data, name, port, max_batch_size, max_wait_ms, trust_code,
       dogbreed deploy --port 8081 --max-batch-size 8
       dogbreed --backend sagemaker deploy --serverless --memory 4096 --max-concurrency 5
       dogbreed --backend sagemaker deploy --min-instances 1 --max-instances 4 --target-invocations 100
+      dogbreed --backend sagemaker deploy --instance-type ml.c5.xlarge --env SAGEMAKER_TS_MAX_BATCH_DELAY=10
     """
     from dogbreed.backends.base import Autoscaling, EndpointSpec
     from dogbreed.settings import parse_duration
@@ -62,7 +66,7 @@ def deploy(app, model_data, name, port, max_batch_size, max_wait_ms, trust_code,
 
     spec = EndpointSpec(model_data=model_data or workflow.recorded_model(app), name=name, port=port,
                         max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, trust_code=trust_code,
-                        instance_type=instance_type,
+                        instance_type=instance_type, env=env,
                         serverless=serverless, memory_mb=memory, max_concurrency=max_concurrency, timeout_s=timeout_s,
                         auto_delete_after_s=parse_duration(auto_delete_after, "--auto-delete-after")
                         if auto_delete_after else None)
@@ -75,6 +79,18 @@ def deploy(app, model_data, name, port, max_batch_size, max_wait_ms, trust_code,
     desc = workflow.deploy(app, spec, log=click.echo)
     click.echo(f"endpoint {desc.name} {desc.status}{' at ' + desc.url if desc.url else ''}")
     click.echo("try: dogbreed predict IMAGE...")
+
+
+def key_values(items) -> dict:
+    """KEY=VALUE strings -> dict; a malformed one is a usage error naming it."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or any(c.isspace() for c in key):
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE (e.g. --env SAGEMAKER_TS_BATCH_SIZE=16)",
+                                     param_hint="--env")
+        out[key] = value
+    return out
 
 
 def image_file(path):

@@ -21,6 +21,11 @@ def deploy(session: Session, spec: EndpointSpec, log: LogSink | None = None) -> 
     backend = session.backend()
     if spec.autoscaling:
         backend.require("autoscale_endpoint")  # refused before anything starts where there is no such thing
+    if spec.env and backend.name == "local":
+        from dogbreed.errors import ConfigError
+
+        raise ConfigError("--env sets the SageMaker container's environment; the local server is tuned with "
+                          "--max-batch-size and --max-wait-ms")
     desc = backend.deploy_endpoint(spec, log=log)
     session.workspace.update(endpoint={"name": desc.name, "backend": backend.name, "url": desc.url,
                                        "model_data": spec.model_data,

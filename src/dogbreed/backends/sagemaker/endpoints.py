@@ -53,8 +53,9 @@ def model_data_uri(ctx: AwsContext, model_data: str, name: str) -> str:
     return f"s3://{ctx.bucket}/{key}"
 
 
-def pytorch_model(ctx: AwsContext, uri: str, name: str, source_dir: str):
-    """The SDK v2 model serving `uri` with scripts/inference.py (an endpoint's or a transform job's)."""
+def pytorch_model(ctx: AwsContext, uri: str, name: str, source_dir: str, env: dict | None = None):
+    """The SDK v2 model serving `uri` with scripts/inference.py (an endpoint's or a transform job's),
+    `env` added to its container's environment."""
     from dogbreed.backends.sagemaker.session import import_sagemaker
 
     import_sagemaker()
@@ -63,7 +64,7 @@ def pytorch_model(ctx: AwsContext, uri: str, name: str, source_dir: str):
     s = ctx.settings
     return PyTorchModel(model_data=uri, role=ctx.role, entry_point="inference.py", source_dir=source_dir,
                         framework_version=s.inference_framework_version, py_version=s.py_version,
-                        sagemaker_session=ctx.sagemaker_session, name=name)
+                        sagemaker_session=ctx.sagemaker_session, name=name, env=env)
 
 
 def deploy(ctx: AwsContext, spec: EndpointSpec, source_dir: str, log=None) -> EndpointDescription:
@@ -79,10 +80,16 @@ def deploy(ctx: AwsContext, spec: EndpointSpec, source_dir: str, log=None) -> En
         else f"{count} x {instance}"
     if log:
         log(f"deploying {uri} to endpoint {name} on {what}; this takes several minutes")
-    from dogbreed.backends.sagemaker import costs
+    from dogbreed.backends.sagemaker import costs, serving_config
 
+    try:
+        env = serving_config.container_env(instance, spec.env)
+    except ValueError as exc:
+        raise ConfigError(f"{exc}: pass --instance-type with one") from None
+    if log:
+        log(f"serving settings: {serving_config.describe(env)}")
     tags = costs.expiry_tags(spec.auto_delete_after_s) if spec.auto_delete_after_s else None
-    sdk.builders().deploy_model(ctx, spec, source_dir, uri, name, tags, count)
+    sdk.builders().deploy_model(ctx, spec, source_dir, uri, name, tags, count, env)
     if spec.autoscaling:
         scale(ctx, name, spec.autoscaling, log)
     if log:

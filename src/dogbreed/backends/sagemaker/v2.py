@@ -44,14 +44,15 @@ def start_tuning(ctx: AwsContext, spec: TuningSpec, source_dir: str) -> str:
 
 
 def deploy_model(ctx: AwsContext, spec: EndpointSpec, source_dir: str, uri: str, name: str, tags,
-                 count: int = 1) -> None:
-    """CreateModel (the artifact repacked with `source_dir` as code/), CreateEndpointConfig (`count`
+                 count: int = 1, env: dict | None = None) -> None:
+    """CreateModel (the artifact repacked with `source_dir` as code/, `env` in its container's
+    environment), CreateEndpointConfig (`count`
     instances, or serverless), CreateEndpoint, then wait until InService."""
     from sagemaker.serverless import ServerlessInferenceConfig
 
     from dogbreed.backends.sagemaker.endpoints import pytorch_model
 
-    model = pytorch_model(ctx, uri, name, source_dir)
+    model = pytorch_model(ctx, uri, name, source_dir, env)
     if spec.serverless:
         where = {"serverless_inference_config": ServerlessInferenceConfig(memory_size_in_mb=spec.memory_mb,
                                                                           max_concurrency=spec.max_concurrency)}

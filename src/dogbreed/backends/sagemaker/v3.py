@@ -231,7 +231,7 @@ def start_tuning(ctx: AwsContext, spec: TuningSpec, source_dir: str) -> str:
 
 
 def deploy_model(ctx: AwsContext, spec: EndpointSpec, source_dir: str, uri: str, name: str, tags,
-                 count: int = 1) -> None:
+                 count: int = 1, env: dict | None = None) -> None:
     """The requests v2's PyTorchModel.deploy sends, through the same Session calls, now in
     `sagemaker.core`: the artifact repacked with `source_dir` as code/, CreateModel, CreateEndpointConfig,
     CreateEndpoint, then wait until InService. (The EndpointConfig resource is not used: sagemaker-core
@@ -251,8 +251,8 @@ def deploy_model(ctx: AwsContext, spec: EndpointSpec, source_dir: str, uri: str,
     repacked = f"s3://{ctx.bucket}/{name}/model.tar.gz"  # where v2's repack puts it
     repack_model(inference_script="inference.py", source_directory=source_dir, dependencies=[],
                  model_uri=uri, repacked_model_uri=repacked, sagemaker_session=session)
-    env = {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-           "SAGEMAKER_CONTAINER_LOG_LEVEL": "20", "SAGEMAKER_REGION": ctx.region}
+    env = {**(env or {}), "SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+           "SAGEMAKER_CONTAINER_LOG_LEVEL": "20", "SAGEMAKER_REGION": ctx.region}  # the SDK's keys win, as in v2
     session.create_model(name, ctx.role, container_def(image, repacked, env), tags=tags)
     variant = production_variant(name, instance, None if spec.serverless else count,
                                  serverless_inference_config=serverless._to_request_dict() if serverless else None)

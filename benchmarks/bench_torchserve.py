@@ -1,0 +1,143 @@
+"""The real SageMaker serving stack vs our local server vs the bare model, one run, alternating rounds.
+
+    .venv/bin/python benchmarks/bench_torchserve.py [--quick] [--env KEY=VALUE ...]
+
+Four rows, same model folder (weights, code/inference.py and the dogbreed package, as the
+endpoint's repacked model.tar.gz unpacks), same machine:
+- ours: the local server `dogbreed deploy` starts (dynamic batching);
+- the real stack with the container's defaults: TorchServe 0.12 + sagemaker-pytorch-inference
+  2.0.25 started through the toolkit's own serving entry (tests/toolkit/stack.py), the
+  environment CreateModel had before (SAGEMAKER_PROGRAM only);
+- the real stack as `deploy` configures it: serving_config.container_env for this machine's
+  vCPUs (plus --env overrides);
+- bare: the model's batched forward in this process (batch 8, the faster of fp32 and bf16).
+Figures: 8-client img/s (median of the per-round values, rounds alternate the four), 1-client
+p50 latency, RSS of each server's processes, /ping-healthy-to-first-prediction gap, and whether
+the TorchServe config the toolkit wrote lost a line (TorchServe's own startup log says whether
+the model API is on: it is off exactly when `enable_model_api=true` was swallowed).
+Full: resnet50, 224 px, --weights none (random weights: speed only). --quick: resnet18, 112 px.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_serving import CLIENTS, Bare, burst, free_port, make_images, make_model, start  # noqa: E402
+from common import figure, print_table, save  # noqa: E402
+
+from tests.toolkit.stack import TorchServeStack, missing  # noqa: E402
+
+
+def instance_like_this_machine() -> str:
+    """The ml.m5 size with this machine's vCPUs (2 -> ml.m5.large)."""
+    n = os.cpu_count() or 2
+    return "ml.m5.large" if n <= 2 else f"ml.m5.{'' if n == 4 else n // 4}xlarge"
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    p = psutil.Process(pid)
+    return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)]) / 2**20
+
+
+def config_lost_a_line(stack: TorchServeStack) -> bool:
+    return "Model API enabled: false" in stack.log_text()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="resnet18 at 112 px, fewer and shorter rounds")
+    p.add_argument("--rounds", type=int, default=None, help="alternating rounds (default: 5, quick: 3)")
+    p.add_argument("--burst", type=float, default=None, help="seconds per burst (default: 4, quick: 1.5)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="override the environment `deploy` sets (try other settings)")
+    a = p.parse_args(argv)
+    why = missing()
+    if why:
+        raise SystemExit(f"cannot run the real serving stack here: {why}")
+    from dogbreed.backends.sagemaker.serving_config import container_env
+    from dogbreed.backends.sagemaker.source import stage_source_dir
+
+    arch, size = ("resnet18", 112) if a.quick else ("resnet50", 224)
+    rounds = a.rounds or (3 if a.quick else 5)
+    secs = a.burst or (1.5 if a.quick else 4.0)
+    instance = instance_like_this_machine()
+    configured = container_env(instance, dict(kv.split("=", 1) for kv in a.env))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-torchserve-"))
+    ours_proc, stacks = None, {}
+    try:
+        model_dir = make_model(tmp, arch, size)
+        stage_source_dir(model_dir / "code", requirements=False)
+        images = make_images(16)
+        port = free_port()
+        ours_proc = start([sys.executable, "-m", "dogbreed.serving.server", str(model_dir), "--port", str(port),
+                           "--max-batch-size", str(CLIENTS)], port)
+        gaps = {}
+        for name, env in (("defaults", {}), ("configured", configured)):
+            stack = stacks[name] = TorchServeStack(model_dir, env, tmp / f"stack-{name}").start()
+            gaps[name] = stack.wait_until_predicting(images[0], {"Content-Type": "image/jpeg"})
+        bare = Bare(str(model_dir), CLIENTS, images)
+        bare.pick_fastest()
+        servers = {"ours": port, "defaults": stacks["defaults"].port, "configured": stacks["configured"].port}
+        for srv in servers.values():
+            burst(srv, images, 1.0, CLIENTS)  # warm-up: every worker has run a batch
+        rows = []
+        for r in range(rounds):
+            row = {name: burst(srv, images, secs, CLIENTS)[0] for name, srv in servers.items()}
+            row["bare"] = bare.throughput(secs)
+            rows.append(row)
+            print(f"round {r + 1}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()) + " img/s", flush=True)
+        lat = {name: [] for name in servers}
+        n_lat = 10 if a.quick else 20
+        for _ in range(rounds):
+            for name, srv in servers.items():
+                lat[name] += burst(srv, images, secs / 2, 1)[1][:n_lat]
+        rss = {"ours": rss_mb(ours_proc.pid), **{k: s.rss_mb() for k, s in stacks.items()}}
+        med = statistics.median
+        tp = {k: med(r[k] for r in rows) for k in rows[0]}
+        p50 = {k: med(v) * 1000 for k, v in lat.items()}
+        lost = {k: config_lost_a_line(s) for k, s in stacks.items()}
+        figures = [
+            figure("real stack as deploy configures it, 8 clients vs bare", tp["configured"], None, tp["bare"],
+                   "img/s", target=">= 0.8x bare"),
+            figure("real stack, container defaults, 8 clients vs bare", tp["defaults"], None, tp["bare"], "img/s"),
+            figure("our local server, 8 clients vs bare", tp["ours"], None, tp["bare"], "img/s"),
+            figure("p50 latency 1 client: configured stack vs ours", p50["configured"], p50["ours"], None, "ms",
+                   target="<= 1.1x ours", higher_is_better=False),
+            figure("p50 latency 1 client: container defaults vs ours", p50["defaults"], p50["ours"], None, "ms",
+                   higher_is_better=False),
+        ]
+        for f, k in zip(figures[:3], ("configured", "defaults", "ours")):
+            f["median_round_ratio_of_bare"] = round(med(r[k] / r["bare"] for r in rows), 3)
+        figures[3]["p50_over_ours"] = round(p50["configured"] / p50["ours"], 3)
+        print_table(figures, f"real serving stack ({arch}, {size} px, {rounds} rounds of {secs:g} s, "
+                             f"deploy's settings for {instance})")
+        for k in ("ours", "defaults", "configured"):
+            extra = "" if k == "ours" else (f", /ping healthy {stacks[k].ping_healthy_s:.1f} s after start, first "
+                                            f"prediction {gaps[k]:.1f} s later, config line lost: {lost[k]}")
+            print(f"{k}: RSS {rss[k]:.0f} MB, 1-client p50 {p50[k]:.1f} ms{extra}")
+        save("torchserve", figures, arch=arch, image_size=size, instance_equivalent=instance, configured_env=configured,
+             rounds=rows, p50_ms=p50, rss_mb=rss, config_line_lost=lost,
+             ping_to_first_prediction_s=gaps, ping_healthy_after_start_s={k: s.ping_healthy_s
+                                                                          for k, s in stacks.items()},
+             bare_precisions=bare.best_throughput, load_average=os.getloadavg())
+    finally:
+        for stack in stacks.values():
+            stack.stop()
+        if ours_proc:
+            ours_proc.terminate()
+            ours_proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The environment `deploy` sets on the SageMaker model so that the PyTorch inference container
+(TorchServe 0.12 + sagemaker-pytorch-inference 2.0.25) serves as fast as dogbreed's local server.
+
+Container defaults on a 2-vCPU instance: TorchServe starts one worker per vCPU, each with torch's
+own thread count (the vCPUs), and no batching: the workers' OpenMP teams fight over the cores.
+Measured on this project's 2-vCPU dev machine (ml.m5.large / ml.c5.large size), resnet50 224 px,
+bf16, 8 closed-loop clients, alternating rounds. Idle machine (issue #22):
+
+    our local server                                   31.1 img/s  0.86x bare   1-client p50 44.7 ms
+    container defaults (2 workers x 2 threads)          7.7 img/s  0.21x bare                53.4 ms
+    1 worker x 2 threads, no batching                  20.0 img/s  0.56x bare                50.9 ms
+    2 workers x 1 thread (OMP_NUM_THREADS=1)           24.1 img/s  0.67x bare                78.3 ms
+
+benchmarks/bench_torchserve.py, three runs on the same machine shared with other work (load
+average 25, 5.5, 5.1; median per-round ratios to the bare forward; README has the table):
+
+    container defaults                                 0.16x / 0.20x / 0.05x bare
+    our local server                                   0.43x / 0.38x / 0.38x bare
+    1 worker x 2 threads, batch 8, max delay 5 ms      0.75x / 0.86x / 0.58x bare
+
+The rule (`container_env`):
+- CPU instances: one worker per 4 vCPUs (at least one), the vCPUs split evenly between them as
+  torch threads (OMP_NUM_THREADS), TorchServe batching of up to BATCH_SIZE requests waiting at most
+  MAX_BATCH_DELAY_MS. Measured only at 2 vCPUs; above that, workers of 4 threads is an
+  extrapolation (a batch-8 resnet50 forward stops scaling at a few threads per process).
+- GPU instances: one worker per GPU, the vCPUs split between them (decoding runs on the CPU),
+  the same batching. Not measured (no GPU here).
+- Serverless: the vCPUs are not known ahead; only the config fix below.
+With batching, TorchServe's handler is dogbreed's own (TS_DEFAULT_SERVICE_HANDLER, read over the
+toolkit's `default_service_handler` because its config sets enable_envvars_config=true): the
+toolkit's loop runs the handler once per request and answers a mixed batch with one 500;
+`dogbreed.serving.torchserve_handler` runs one forward per batch, each request its own answer.
+Always: the toolkit writes its TorchServe config without a newline after `enable_model_api=true`,
+which swallows the next line (`enable_model_api=truedefault_response_timeout=60`). The config it
+writes sets enable_envvars_config=true, so TS_ENABLE_MODEL_API and TS_DEFAULT_RESPONSE_TIMEOUT
+put both values back. Anything the user passes (`deploy --env KEY=VALUE`) wins.
+"""
+
+from __future__ import annotations
+
+import re
+
+BATCH_SIZE = 8
+MAX_BATCH_DELAY_MS = 5
+RESPONSE_TIMEOUT_S = 60  # the toolkit's default for both timeouts
+HANDLER = "dogbreed.serving.torchserve_handler:handle"  # importable from /opt/ml/model/code
+THREADS_PER_WORKER = 4  # CPU: above this many vCPUs, another worker
+# Instance types with more than one GPU; other ml.g* / ml.p* types have one.
+GPUS = {"ml.g4dn.12xlarge": 4, "ml.g5.12xlarge": 4, "ml.g5.24xlarge": 4, "ml.g5.48xlarge": 8,
+        "ml.g6.12xlarge": 4, "ml.g6.24xlarge": 4, "ml.g6.48xlarge": 8, "ml.g6e.12xlarge": 4,
+        "ml.g6e.24xlarge": 4, "ml.g6e.48xlarge": 8, "ml.p3.8xlarge": 4, "ml.p3.16xlarge": 8,
+        "ml.p3dn.24xlarge": 8, "ml.p4d.24xlarge": 8, "ml.p4de.24xlarge": 8, "ml.p5.48xlarge": 8}
+_SIZE = re.compile(r"^ml\.([a-z0-9-]+)\.(\d*)(x?large|medium)$")
+
+
+def instance_shape(instance_type: str) -> tuple[int, int]:
+    """(vCPUs, GPUs) of a SageMaker instance type, from its name (large = 2 vCPUs, xlarge = 4,
+    Nxlarge = 4N); ValueError for a name that is not an instance type."""
+    m = _SIZE.match(instance_type)
+    if not m:
+        raise ValueError(f"{instance_type!r} is not a SageMaker instance type (e.g. ml.m5.large)")
+    family, n, size = m.groups()
+    vcpus = 2 if size in ("large", "medium") else 4 * int(n or 1)
+    gpus = GPUS.get(instance_type, 1 if family[0] in "gp" else 0)
+    return vcpus, gpus
+
+
+def config_fix() -> dict:
+    """The two TorchServe settings the toolkit's config file loses, put back through the environment."""
+    return {"TS_ENABLE_MODEL_API": "true", "TS_DEFAULT_RESPONSE_TIMEOUT": str(RESPONSE_TIMEOUT_S)}
+
+
+def container_env(instance_type: str | None, overrides: dict | None = None) -> dict:
+    """The model's container environment for `instance_type` (None: serverless), then `overrides`."""
+    env = config_fix()
+    if instance_type:
+        vcpus, gpus = instance_shape(instance_type)
+        workers = gpus or max(1, vcpus // THREADS_PER_WORKER)
+        env.update({
+            "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+            "SAGEMAKER_TS_MIN_WORKERS": str(workers), "SAGEMAKER_TS_MAX_WORKERS": str(workers),
+            "OMP_NUM_THREADS": str(max(1, vcpus // workers)),
+            "SAGEMAKER_TS_BATCH_SIZE": str(BATCH_SIZE), "SAGEMAKER_TS_MAX_BATCH_DELAY": str(MAX_BATCH_DELAY_MS),
+            "SAGEMAKER_TS_RESPONSE_TIMEOUT": str(RESPONSE_TIMEOUT_S), "TS_DEFAULT_SERVICE_HANDLER": HANDLER})
+    env.update(overrides or {})
+    return env
+
+
+def describe(env: dict) -> str:
+    """One line for the deploy log: what TorchServe will run with."""
+    if "SAGEMAKER_TS_BATCH_SIZE" not in env and "SAGEMAKER_MODEL_SERVER_WORKERS" not in env:
+        return "the container's defaults (plus the TorchServe config fix)"
+    workers = env.get("SAGEMAKER_TS_MAX_WORKERS") or env.get("SAGEMAKER_MODEL_SERVER_WORKERS", "default")
+    return (f"{workers} TorchServe worker(s) x {env.get('OMP_NUM_THREADS', 'default')} threads, batches of up to "
+            f"{env.get('SAGEMAKER_TS_BATCH_SIZE', 1)} requests waiting at most "
+            f"{env.get('SAGEMAKER_TS_MAX_BATCH_DELAY', 100)} ms (change with --env KEY=VALUE)")
