@@ -22,7 +22,7 @@ def script(name, data, tmp_path, *extra):
 @pytest.mark.slow
 def test_local_training_learns_and_the_artifact_serves(cli, workspace, sample_data, tmp_path):
     result = cli("train", "--data", sample_data, "--arch", "resnet18", "--weights", "none", "--image-size", "48",
-                 "--freeze", "none", "--epochs", "6", "--lr", "0.003", "--batch-size", "16", "-H", "seed=1",
+                 "--freeze", "none", "--epochs", "8", "--lr", "0.003", "--batch-size", "16", "-H", "seed=1",
                  "-H", "workers=0")
     assert result.exit_code == 0, result.output
     from dogbreed.workspace import Workspace
@@ -36,7 +36,7 @@ def test_local_training_learns_and_the_artifact_serves(cli, workspace, sample_da
     listing = cli("jobs").output
     assert state["model_data"]["job"] in listing and "Completed" in listing and "test_acc=" in listing
     described = json.loads(cli("jobs", state["model_data"]["job"], "--json").output)
-    assert described["status"] == "Completed" and described["hyperparameters"]["epochs"] == 6
+    assert described["status"] == "Completed" and described["hyperparameters"]["epochs"] == 8
     assert "not found" not in cli("jobs", "nope").output and cli("jobs", "nope").exit_code == 1
 
     # the artifact loads back through inference.py's handlers and predicts

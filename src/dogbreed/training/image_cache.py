@@ -174,6 +174,7 @@ class ImageCache:
 
     def _build(self, key: ImageCacheKey, samples, pre: Preprocessing, workers: int) -> None:
         import numpy as np
+        import torch
         from torch.utils.data import DataLoader
 
         pixels, index = self.paths(key)
@@ -184,7 +185,10 @@ class ImageCache:
         sizes = [0] * len(samples)
         progress = Progress(f"image cache: {key.split}", len(samples), self.log)
         enlarge = key.stored_size == key.resize_size  # eval entries: the served resize, exactly
-        loader = DataLoader(_Decode(samples, pre, r, enlarge), batch_size=None, num_workers=workers, collate_fn=_as_is)
+        # its own generator: the build draws nothing from the global one, so a seeded run trains the
+        # same whether it found the cache or built it
+        loader = DataLoader(_Decode(samples, pre, r, enlarge), batch_size=None, num_workers=workers, collate_fn=_as_is,
+                            generator=torch.Generator())
         try:
             for done, (i, arr) in enumerate(loader, 1):
                 if arr is not None:
