@@ -16,8 +16,8 @@ import os
 import time
 from pathlib import Path
 
-from dogbreed.serving.batcher import Arrival, Batcher, Pending
-from dogbreed.serving.budget import DecodeBudget, decode_cost
+from dogbreed.serving.batcher import Arrival, Batcher, Pending, forward_fills_the_cpu
+from dogbreed.serving.budget import TRIM_AFTER_BYTES, DecodeBudget, decode_cost, give_back_freed_memory
 from dogbreed.serving.errors import HttpError, ModelLoadError
 from dogbreed.serving.inference_module import InferenceModule
 from dogbreed.serving.limits import DECODE_BUDGET_BYTES, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, MAX_BODY_BYTES
@@ -46,6 +46,7 @@ class ModelServer:
             exc = load.error
             raise ModelLoadError(f"model_fn({self.model_dir}) failed: {type(exc).__name__}: {exc}") from exc
         self.model = load.result
+        self.batcher.decode_between_forwards = forward_fills_the_cpu("cuda" if _cuda_available() else "cpu")
         self.load_seconds = time.time() - started
 
     def healthy(self) -> bool:
@@ -71,15 +72,24 @@ class ModelServer:
                 self.left(arrival)
 
     def _invoke(self, body, content_type: str, accept: str, arrival: Arrival) -> tuple[bytes, str, int]:
-        m = self.module
         if not self.batcher.alive():
             raise HttpError(503, "the model worker is not running: redeploy the endpoint")
-        with self.budget.admit(decode_cost(body, content_type)):
+        cost = decode_cost(body, content_type)
+        try:
+            return self._answer(body, content_type, accept, arrival, cost)
+        finally:
+            if cost >= TRIM_AFTER_BYTES:
+                give_back_freed_memory()
+
+    def _answer(self, body, content_type: str, accept: str, arrival: Arrival, cost: int) -> tuple[bytes, str, int]:
+        m = self.module
+        with self.budget.admit(cost):
             if m.transform_fn:
                 self.left(arrival)  # runs alone on the model thread: no batch waits for it
                 job = self.batcher.submit_call(lambda: m.transform_fn(self.model, body, content_type, accept))
                 out = self._wait(job)
                 return _encode(out, accept) + (job.batch_rows,)
+            self.batcher.wait_for_gap()
             try:
                 data = m.input_fn(body, content_type)
             except RecursionError:  # e.g. JSON nested thousands deep: the client's mistake
@@ -108,3 +118,9 @@ def _encode(out, accept: str) -> tuple[bytes, str]:
     if isinstance(body, str):
         body = body.encode("utf-8")
     return bytes(body), ctype
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dogbreed.errors import ConfigError, DataError
+from dogbreed.serving.batcher import forward_fills_the_cpu
 from dogbreed.serving.limits import IMAGE_SUFFIXES
 
 PREFETCH_BATCHES = 2  # batches decoded ahead of the forward pass
@@ -157,9 +158,7 @@ def _score_into(output: Output, files: list[Path], root: Path, model_dir, model_
 
 def decode_alongside(device_type: str) -> bool:
     """Whether decoding should run next to the forward pass: yes unless a CPU forward uses every core."""
-    import torch
-
-    return device_type != "cpu" or (os.cpu_count() or 1) > torch.get_num_threads()
+    return not forward_fills_the_cpu(device_type)
 
 
 def score_batches(loaded, files: list[Path], root: Path, k: int = 5, batch_size: int = 32,

@@ -15,6 +15,7 @@ model, transform_fn) goes through `submit_call`.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -44,6 +45,13 @@ class Arrival:
 
     def __init__(self):
         self.open = True
+
+
+def forward_fills_the_cpu(device_type: str) -> bool:
+    """A CPU forward pass whose OpenMP team has a thread on every core (decoding beside it hurts it)."""
+    import torch
+
+    return device_type == "cpu" and (os.cpu_count() or 1) <= torch.get_num_threads()
 
 
 def split_prediction(pred, sizes: list[int]) -> list:
@@ -87,6 +95,9 @@ class Batcher:
         self._cond = threading.Condition()
         self._decoding = 0  # open Arrivals: more rows may be on their way
         self._stopping = False
+        self._forwarding = False
+        # a CPU forward on every core: decode between forward passes, not next to them (see wait_for_gap)
+        self.decode_between_forwards = False
         self._thread = threading.Thread(target=self._run, name="model", daemon=True)
         self.batches = 0
 
@@ -120,6 +131,16 @@ class Batcher:
         if arrival is not None and arrival.open:
             arrival.open = False
             self._decoding -= 1
+
+    def wait_for_gap(self) -> None:
+        """With `decode_between_forwards`, block until no forward pass is running. On a CPU whose
+        cores all run the forward's OpenMP team, a decode thread beside it pre-empts one team
+        thread and the others spin at the next barrier: decoding then costs the forward far more
+        than its own CPU time. Requests decode together in the gap and ride the next batch."""
+        if self.decode_between_forwards:
+            with self._cond:
+                while self._forwarding and not self._stopping:
+                    self._cond.wait()
 
     def submit(self, data, *, arrival: Arrival | None = None) -> Pending:
         """Queue `data`; its `arrival` ends in the same step, so the model thread never sees
@@ -175,6 +196,8 @@ class Batcher:
             batch = self._take_batch()
             if not batch:
                 return
+            with self._cond:
+                self._forwarding = True
             try:
                 if batch[0].call is not None:
                     results = [batch[0].call()]
@@ -188,6 +211,9 @@ class Batcher:
             except BaseException as exc:  # one bad batch fails its requests, never the thread
                 for p in batch:
                     p.error = exc
+            with self._cond:
+                self._forwarding = False
+                self._cond.notify_all()
             self.batches += 1
             rows = sum(p.rows or 1 for p in batch)
             for p in batch:

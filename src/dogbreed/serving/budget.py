@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import io
 import json
 import threading
@@ -126,3 +127,28 @@ class DecodeBudget:
             with self._cond:
                 self.used -= cost
                 self._cond.notify_all()
+
+
+TRIM_AFTER_BYTES = 64 << 20  # a decode at least this large gives its freed memory back afterwards
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to give back this way
+        return None
+
+
+def give_back_freed_memory() -> None:
+    """glibc's malloc_trim(0): the free pages of every heap go back to the system. A large decode
+    frees its blocks into the request thread's heap, which would otherwise keep that peak, so RSS
+    would sum every thread's worst request. (Fixing glibc's mmap threshold low instead, as this
+    server once did, also sends every tensor of the forward pass through mmap/munmap: ResNet50
+    forwards 2.5x slower, 22 -> 55 ms for one image, measured.)"""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

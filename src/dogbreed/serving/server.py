@@ -35,21 +35,6 @@ from dogbreed.serving.page import PageInfo
 ENV_TOKEN = "DOGBREED_ENDPOINT_TOKEN"
 
 
-def return_freed_memory_to_the_system() -> None:
-    """Fix glibc's mmap threshold at 1 MB: decoded images (Pillow allocates them in 16 MB blocks)
-    are then mmapped and unmapped on free. By default the threshold grows after the first free, and
-    later images land in per-thread heaps that keep their peak, so RSS sums every thread's worst
-    request instead of following the decode budget."""
-    import ctypes
-    import ctypes.util
-
-    M_MMAP_THRESHOLD = -3
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
-
-
 def log_rotator(path, max_bytes: int = MAX_LOG_BYTES):
     """A tick that moves `path` (this process's stdout and stderr) to `path`.1 once it passes
     `max_bytes` and reopens it, so a stream of failing requests cannot fill the disk."""
@@ -75,7 +60,6 @@ def serve(model_dir, *, host: str = "127.0.0.1", port: int = 8080, entry_point=N
           decode_budget_bytes: int = DECODE_BUDGET_BYTES, page_info: PageInfo | None = None, log=print) -> None:
     """Bind, load, serve until SIGTERM/SIGINT (or `lifetime_s` has passed); then close the
     socket and stop the model thread. `page_info`: what the prediction page shows."""
-    return_freed_memory_to_the_system()
     try:  # bind before loading: two servers on one port fail here, before either looks healthy
         httpd = make_http_server(None, host, port, token=token or os.environ.get(ENV_TOKEN, ""),
                                  allowed_hosts=allowed_hosts, tick=log_rotator(log_file) if log_file else None,
