@@ -13,7 +13,6 @@ the work: a per-file lock lets one compute while the others wait and then read.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -24,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from dogbreed.training.files import torch_save_atomic
+from dogbreed.training.files import file_lock, load_or_build, torch_save_atomic
 
 ENV_FEATURE_CACHE = "DOGBREED_FEATURE_CACHE"
 ENV_FEATURE_THREADS = "DOGBREED_FEATURE_THREADS"
@@ -80,17 +79,6 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path(tempfile.gettempdir()) / "dogbreed-feature-cache"
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 class FeatureCache:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -118,19 +106,15 @@ class FeatureCache:
 
     def get(self, key: FeatureKey, compute: Callable[[], tuple]):
         """(features, labels) for `key`, computing and storing them on a miss."""
-        found = self._hit(key)
-        if found is not None:
-            return found
-        with _file_lock(self.root / f".{key.digest()}.lock"):
-            found = self._hit(key)  # another trial may have computed it while we waited
-            if found is not None:
-                return found
+        def build():
             start = time.perf_counter()
             features, labels = compute()
             self.compute_seconds += time.perf_counter() - start
             self.misses += 1
             torch_save_atomic({"key": asdict(key), "features": features, "labels": labels}, self.path(key))
             return features, labels
+
+        return load_or_build(lambda: self._hit(key), self.root / f".{key.digest()}.lock", build)
 
 
 class _SeededView:
@@ -166,7 +150,7 @@ def build_backbone_model(config, weights: str | None, cache: "FeatureCache | Non
                         "torch": torch.__version__.split("+")[0], "format": FORMAT_VERSION}, sort_keys=True)
     path = cache.root / f"backbone-{hashlib.sha256(ident.encode()).hexdigest()[:24]}.pt"
     if not path.is_file():
-        with _file_lock(cache.root / f".{path.name}.lock"):
+        with file_lock(cache.root / f".{path.name}.lock"):
             if not path.is_file():
                 model = build_model(config, weights)
                 torch_save_atomic(model.backbone.state_dict(), path)

@@ -1,9 +1,37 @@
-"""Writing torch files that another process may read at the same moment."""
+"""Cache files that several processes (parallel trials, DDP ranks, jobs) read and build at once."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from pathlib import Path
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """An exclusive lock between processes, held for the `with` block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def load_or_build(load: Callable[[], T | None], lock: Path, build: Callable[[], T | None]) -> T | None:
+    """`load()`; on a miss, under `lock`: `load()` again (another process may have built it while
+    this one waited), else `build()`. Each entry is built once, however many processes want it."""
+    found = load()
+    if found is not None:
+        return found
+    with file_lock(lock):
+        found = load()
+        return found if found is not None else build()
 
 
 def torch_save_atomic(obj, path: Path) -> None:

@@ -35,7 +35,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from dogbreed.training.features import _file_lock, data_fingerprint
+from dogbreed.training.features import data_fingerprint
+from dogbreed.training.files import load_or_build
 from dogbreed.training.presets import Preprocessing
 
 ENV_IMAGE_CACHE = "DOGBREED_IMAGE_CACHE"
@@ -156,13 +157,7 @@ class ImageCache:
     def get(self, key: ImageCacheKey, samples, pre: Preprocessing, *, workers: int = 0) -> dict | None:
         """The entry for `key` (built on a miss): {"pixels": path, "n", "size", "ok": [bool]}.
         None when the disk lacks room for it: the caller decodes every epoch instead."""
-        found = self._load(key)
-        if found is not None:
-            return found
-        with _file_lock(self.root / f".images-{key.digest()}.lock"):
-            found = self._load(key)  # another process may have built it while we waited
-            if found is not None:
-                return found
+        def build():
             need = len(samples) * key.stored_size * key.stored_size * 3
             free = shutil.disk_usage(self.root).free
             if need > free * 0.9:
@@ -171,6 +166,8 @@ class ImageCache:
                 return None
             self._build(key, samples, pre, workers)
             return self._load(key)
+
+        return load_or_build(lambda: self._load(key), self.root / f".images-{key.digest()}.lock", build)
 
     def _build(self, key: ImageCacheKey, samples, pre: Preprocessing, workers: int) -> None:
         import numpy as np
