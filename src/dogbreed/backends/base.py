@@ -250,7 +250,7 @@ class BatchSpec:
     source: str  # local folder, or s3://bucket/prefix/ on SageMaker
     out: str  # local .jsonl file; must not exist yet
     top_k: int = 5
-    batch_size: int = 32  # local: images per forward pass
+    batch_size: int | None = None  # local: images per forward pass [default: limits.default_batch_size]
     workers: int | None = None  # local: decoding threads [default: CPU count, at most 4]
     instance_type: str | None = None  # SageMaker: None = the configured inference instance type
     instance_count: int = 1

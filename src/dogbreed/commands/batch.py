@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from dogbreed.serving.limits import BATCH_SIZE_HELP
+
 
 @click.command()
 @click.argument("source", metavar="SRC")
@@ -13,8 +15,8 @@ import click
 @click.option("--model-data", default=None, metavar="PATH|s3://URI",
               help="model.tar.gz (or an extracted model folder, locally). [default: the model of the last train]")
 @click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Breeds per image.")
-@click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True,
-              help="Local: images per forward pass.")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=None,
+              help=f"Local: images per forward pass. [default: {BATCH_SIZE_HELP}]")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Local: image-decoding threads. [default: CPU count between forward passes, at most 4 next to them]")
 @click.option("--instance-type", default=None,

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from dogbreed.errors import ConfigError, DataError
 from dogbreed.serving.batcher import forward_fills_the_cpu
-from dogbreed.serving.limits import IMAGE_SUFFIXES
+from dogbreed.serving.limits import IMAGE_SUFFIXES, default_batch_size
 
 PREFETCH_BATCHES = 2  # batches decoded ahead of the forward pass
 PARTIAL = ".partial"
@@ -115,11 +115,12 @@ class Output:
 
 
 def score_folder(model_dir: str | Path, source: str | Path, out: str | Path, *, top_k: int = 5,
-                 batch_size: int = 32, workers: int | None = None, model_name: str = "",
+                 batch_size: int | None = None, workers: int | None = None, model_name: str = "",
                  progress=None) -> dict:
     """Score every image under `source` into JSON Lines `out`; returns counts.
 
-    `progress(done, total)` is called after each batch (done includes resumed images)."""
+    `progress(done, total)` is called after each batch (done includes resumed images); `batch_size`
+    None picks the device's (limits.default_batch_size)."""
     files = list_images(source)
     root = Path(source).expanduser()
     output = Output(Path(out).expanduser())
@@ -129,7 +130,7 @@ def score_folder(model_dir: str | Path, source: str | Path, out: str | Path, *, 
 
 
 def _score_into(output: Output, files: list[Path], root: Path, model_dir, model_name: str, top_k: int,
-                batch_size: int, workers: int | None, progress) -> dict:
+                batch_size: int | None, workers: int | None, progress) -> dict:
     settings = {"source": str(root.resolve()), "model": model_name, "top_k": top_k}
     done = output.resume(settings)
     todo = [f for f in files if f.relative_to(root).as_posix() not in done]
@@ -161,12 +162,13 @@ def decode_alongside(device_type: str) -> bool:
     return not forward_fills_the_cpu(device_type)
 
 
-def score_batches(loaded, files: list[Path], root: Path, k: int = 5, batch_size: int = 32,
+def score_batches(loaded, files: list[Path], root: Path, k: int = 5, batch_size: int | None = None,
                   workers: int | None = None):
     """With a loaded model (handler.model_fn), yield one list of result rows per batch, in file order."""
     import torch
 
     overlap = decode_alongside(loaded.precision.device_type)
+    batch_size = batch_size or default_batch_size(loaded.precision.device_type)
     workers = workers or (min(4, os.cpu_count() or 1) if overlap else os.cpu_count() or 1)
     ahead = PREFETCH_BATCHES if overlap else 0
 
@@ -198,8 +200,8 @@ def score_batches(loaded, files: list[Path], root: Path, k: int = 5, batch_size:
             decoded = [(path.relative_to(root).as_posix(), future.result()) for path, future in batch]
             tensors = [x for _, x in decoded if not isinstance(x, str)]
             logits = handler.predict_fn(torch.cat(tensors), loaded) if tensors else None
-            fill(1)  # not overlapping: the pool decodes the next batch now, between forward passes
             predictions = iter(handler.top_k(logits, loaded.breeds, k) if tensors else [])
+            fill(1)  # not overlapping: the pool decodes the next batch now, between forward passes
             yield [{"image": name, "error": x} if isinstance(x, str) else {"image": name,
                                                                           "predictions": next(predictions)}
                    for name, x in decoded]

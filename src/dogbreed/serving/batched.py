@@ -15,6 +15,8 @@ the local server. `dogbreed.serving.torchserve_handler` is the TorchServe handle
 
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -36,17 +38,20 @@ def header(headers: dict, name: str) -> str | None:
 
 
 def answer_batch(loaded, bodies: list, headers: list[dict]) -> list[Answer]:
-    """Answers for requests (body, headers): one forward over every image of the decodable ones."""
+    """Answers for requests (body, headers): one forward over every image of the decodable ones.
+    The requests decode in parallel (PIL and numpy release the GIL), between forward passes."""
     import torch
 
-    answers: list[Answer | None] = [None] * len(bodies)
-    inputs = {}
-    for i, (body, hdrs) in enumerate(zip(bodies, headers)):
+    def decode(i: int):
         try:
-            inputs[i] = handler.input_fn(body if body is not None else b"", header(hdrs, "content-type"),
-                                         transform=loaded.transform)
+            return handler.input_fn(bodies[i] if bodies[i] is not None else b"",
+                                    header(headers[i], "content-type"), transform=loaded.transform)
         except RequestError as exc:
-            answers[i] = refusal(exc)
+            return refusal(exc)
+
+    decoded = list(decoding_pool().map(decode, range(len(bodies))))
+    answers: list[Answer | None] = [x if isinstance(x, Answer) else None for x in decoded]
+    inputs = {i: x for i, x in enumerate(decoded) if not isinstance(x, Answer)}
     if inputs:
         logits = handler.predict_fn(torch.cat(list(inputs.values())), loaded)
         for i, part in zip(inputs, logits.split([x.shape[0] for x in inputs.values()])):
@@ -56,6 +61,14 @@ def answer_batch(loaded, bodies: list, headers: list[dict]) -> list[Answer]:
             except RequestError as exc:
                 answers[i] = refusal(exc)
     return answers
+
+
+@functools.cache
+def decoding_pool():
+    """One thread per core the worker's forward pass uses (its torch threads)."""
+    import torch
+
+    return ThreadPoolExecutor(torch.get_num_threads(), thread_name_prefix="decode")
 
 
 def refusal(exc: RequestError) -> Answer:

@@ -115,8 +115,8 @@ class ClassificationPresetEval:
         resize = resize_size or default_preprocessing(crop_size).resize_size
         self.resize_crop = T.Compose([T.Resize(resize, interpolation=T.InterpolationMode(interpolation),
                                                antialias=True), T.CenterCrop(crop_size)])
-        self.mean = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
-        self.std = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
 
     @classmethod
     def from_preprocessing(cls, p: Preprocessing) -> "ClassificationPresetEval":
@@ -124,18 +124,34 @@ class ClassificationPresetEval:
                    interpolation=p.interpolation)
 
     def array(self, img):
-        """RGB PIL image -> normalised float32 array [3, H, W] (what ToTensor + Normalize give)."""
+        """RGB PIL image -> normalised float32 array [H, W, 3]: channels last, the layout the
+        model runs in, so a batch of them needs no transposing copy (`batch`)."""
         import numpy as np
 
-        return self.normalize(np.asarray(self.resize_crop(img), dtype=np.uint8).transpose(2, 0, 1))
+        return self.normalize(np.asarray(self.resize_crop(img), dtype=np.uint8))
 
     def normalize(self, pixels):
-        """uint8 array [3, H, W] -> normalised float32 array (the image cache's eval path uses it too)."""
+        """uint8 array [..., 3] -> normalised float32 array: the float32 operations of ToTensor +
+        Normalize in their order, so the values are theirs bit for bit (the image cache's
+        NormalizingCollate does the same in torch)."""
         import numpy as np
 
-        return (pixels.astype(np.float32, order="C") / np.float32(255) - self.mean) / self.std
+        x = pixels.astype(np.float32)
+        x /= np.float32(255)
+        x -= self.mean
+        x /= self.std
+        return x
 
-    def __call__(self, img):
+    @staticmethod
+    def batch(arrays):
+        """`array` results -> float batch [N, 3, H, W] in channels_last memory (one copy)."""
+        import numpy as np
         import torch
 
-        return torch.from_numpy(self.array(img))
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+
+    def __call__(self, img):
+        """RGB PIL image -> float tensor [3, H, W] (what ToTensor + Normalize give)."""
+        import torch
+
+        return torch.from_numpy(self.array(img)).permute(2, 0, 1).contiguous()
