@@ -53,17 +53,19 @@ class LoadedModel:
 
 # -- model -------------------------------------------------------------------------------------
 def model_fn(model_dir: str, device: str = "auto", mixed_precision: str = "auto") -> LoadedModel:
-    """Load the artifact once: eval mode, no grad, fastest precision that keeps fp32's answers."""
+    """Load the artifact once: eval mode, no grad, BatchNorm folded into the convolutions, the
+    fastest precision that keeps fp32's answers."""
     import torch
 
     from dogbreed.training.device import Precision, select_precision
-    from dogbreed.training.model import breed_name, load_model
+    from dogbreed.training.model import breed_name, fold_batchnorm, load_model
     from dogbreed.training.presets import ClassificationPresetEval
 
     model = load_model(model_dir, map_location="cpu").eval()
     for p in model.parameters():
         p.requires_grad_(False)
     cfg = model.config
+    model = fold_batchnorm(model)
     precision = select_precision(device, mixed_precision)
     agreement = None
     if precision.dtype is not None:

@@ -161,20 +161,11 @@ def build_backbone_model(config, weights: str | None, cache: "FeatureCache | Non
 
 
 def inference_backbone(backbone, precision):
-    """The frozen backbone as it computes features: each BatchNorm folded into its convolution
-    (the same function, ~13% less CPU time for ResNet50 in bf16, measured) on a copy, then on the
-    precision's device and memory format. The model that is saved and served keeps its own layers.
-    An architecture that torch.fx cannot trace is used unfused."""
-    import copy
+    """The frozen backbone as it computes features: BatchNorm folded (model.fold_batchnorm), on
+    the precision's device and memory format. The model that is saved keeps its own layers."""
+    from dogbreed.training.model import fold_batchnorm
 
-    from torch.fx.experimental.optimization import fuse
-
-    backbone = backbone.eval()
-    try:
-        fused = fuse(backbone)  # works on a deep copy
-    except Exception:
-        fused = copy.deepcopy(backbone)
-    return precision.prepare_model(fused)
+    return precision.prepare_model(fold_batchnorm(backbone.eval()))
 
 
 @dataclass(frozen=True)

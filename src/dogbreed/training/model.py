@@ -274,6 +274,21 @@ def load_backbone_weights(arch: str, weights: str) -> dict:
 
 
 # -- artifacts ---------------------------------------------------------------------------------
+def fold_batchnorm(module):
+    """A copy of an eval-mode `module` with each BatchNorm folded into the convolution before it:
+    the same function in fewer passes over memory (ResNet50 bf16 on the 2-vCPU EPYC: 74 -> 92
+    img/s at batch 8, measured). Used for computing features and for serving; the trained model
+    keeps its layers. A module torch.fx cannot trace is copied unfused."""
+    import copy
+
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(module)  # works on a deep copy
+    except Exception:
+        return copy.deepcopy(module)
+
+
 def save_artifacts(model, model_dir: str | os.PathLike) -> Path:
     """Write model.pth (state dict), model_config.json and labels.json into `model_dir`."""
     import torch
