@@ -18,6 +18,11 @@ average 25, 5.5, 5.1; median per-round ratios to the bare forward; README has th
     our local server                                   0.43x / 0.38x / 0.38x bare
     1 worker x 2 threads, batch 8, max delay 5 ms      0.75x / 0.86x / 0.58x bare
 
+The batch delay: TorchServe holds a lone request for the whole delay (its QueueTime metric reads
+5.0 ms at 5 ms), while 8 clients' requests reach it within ~1 ms of each other. Same bench, same
+day (load 6-7, 3 rounds each, BatchNorm folded at load): max delay 5 ms -> 56.4 img/s, 1-client
+p50 31.2 ms = 1.32x ours; max delay 1 ms -> 57.2 img/s, p50 27.9 ms = 1.06x ours.
+
 The rule (`container_env`):
 - CPU instances: one worker per 4 vCPUs (at least one), the vCPUs split evenly between them as
   torch threads (OMP_NUM_THREADS), TorchServe batching of up to BATCH_SIZE requests waiting at most
@@ -41,7 +46,7 @@ from __future__ import annotations
 import re
 
 BATCH_SIZE = 8
-MAX_BATCH_DELAY_MS = 5
+MAX_BATCH_DELAY_MS = 1
 RESPONSE_TIMEOUT_S = 60  # the toolkit's default for both timeouts
 HANDLER = "dogbreed.serving.torchserve_handler:handle"  # importable from /opt/ml/model/code
 THREADS_PER_WORKER = 4  # CPU: above this many vCPUs, another worker
