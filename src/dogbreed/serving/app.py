@@ -16,11 +16,12 @@ import os
 import time
 from pathlib import Path
 
-from dogbreed.serving.batcher import Arrival, Batcher, Pending, forward_fills_the_cpu
+from dogbreed.serving.batcher import Arrival, Batcher, Pending
 from dogbreed.serving.budget import TRIM_AFTER_BYTES, DecodeBudget, decode_cost, give_back_freed_memory
 from dogbreed.serving.errors import HttpError, ModelLoadError
 from dogbreed.serving.inference_module import InferenceModule
 from dogbreed.serving.limits import DECODE_BUDGET_BYTES, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, MAX_BODY_BYTES
+from dogbreed.training.device import forward_fills_the_cpu
 
 REQUEST_TIMEOUT_S = float(os.environ.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", "60"))
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dogbreed.errors import ConfigError, DataError
-from dogbreed.serving.batcher import forward_fills_the_cpu
 from dogbreed.serving.limits import IMAGE_SUFFIXES, default_batch_size
+from dogbreed.training.device import forward_fills_the_cpu
 
 PREFETCH_BATCHES = 2  # batches decoded ahead of the forward pass
 PARTIAL = ".partial"

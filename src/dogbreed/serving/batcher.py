@@ -15,7 +15,6 @@ model, transform_fn) goes through `submit_call`.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
@@ -45,13 +44,6 @@ class Arrival:
 
     def __init__(self):
         self.open = True
-
-
-def forward_fills_the_cpu(device_type: str) -> bool:
-    """A CPU forward pass whose OpenMP team has a thread on every core (decoding beside it hurts it)."""
-    import torch
-
-    return device_type == "cpu" and (os.cpu_count() or 1) <= torch.get_num_threads()
 
 
 def split_prediction(pred, sizes: list[int]) -> list:

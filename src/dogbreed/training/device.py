@@ -9,6 +9,7 @@ loops carry no branches for them.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -65,6 +66,15 @@ class Precision:
 
     def describe(self) -> str:
         return f"{self.device} {self.dtype or 'float32'}{' channels_last' if self.channels_last else ''}"
+
+
+def forward_fills_the_cpu(device_type: str) -> bool:
+    """A CPU forward pass whose OpenMP team has a thread on every core. Decoding beside it then
+    costs the forward more than the decoding's own CPU time (a decoder pre-empts one team thread
+    and the rest spin at the next barrier): decode between forward passes instead."""
+    import torch
+
+    return device_type == "cpu" and (os.cpu_count() or 1) <= torch.get_num_threads()
 
 
 def select_precision(device: str = "auto", mixed: str = "auto", local_rank: int = 0) -> Precision:
