@@ -44,7 +44,8 @@ def fmt(v, digits=4) -> str:
 
 def page(title: str, sections: list[tuple[str, str]]) -> str:
     body = "".join(f"<h2>{esc(h)}</h2>{content}" for h, content in sections if content)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{STYLE}</style>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+            f"<link rel='icon' href='data:,'><style>{STYLE}</style>"
             f"</head><body><h1>{esc(title)}</h1><p class='note'>generated {time.strftime('%Y-%m-%d %H:%M:%S')} "
             f"by dogbreed report</p>{body}</body></html>")
 
