@@ -169,11 +169,14 @@ def _md5(data: bytes):
 
 def list_objects(client, bucket: str, prefix: str) -> dict[str, tuple[int, str]]:
     """key -> (size, ETag without quotes) for everything under `prefix/`."""
-    out = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/" if prefix else ""):
+    out, request = {}, {"Bucket": bucket, "Prefix": prefix + "/" if prefix else ""}
+    while True:  # the paginator would first load its own model: a few ms on every run
+        page = client.list_objects_v2(**request)
         for obj in page.get("Contents", []):
             out[obj["Key"]] = (obj["Size"], obj["ETag"].strip('"'))
-    return out
+        if not page.get("IsTruncated"):
+            return out
+        request["ContinuationToken"] = page["NextContinuationToken"]
 
 
 @dataclass
@@ -191,13 +194,12 @@ class _Plan:
     skipped: int
 
 
-def plan_upload(client, bucket: str, prefix: str, files: list[LocalFile], concurrency: int,
+def plan_upload(remote: dict[str, tuple[int, str]], prefix: str, files: list[LocalFile], concurrency: int,
                 part_size: int, cache: EtagCache, scanned_ns: int) -> _Plan:
-    """Skip a file only when S3 holds an object of its size whose ETag is the one of the local file.
+    """Skip a file only when S3 lists (`remote`) an object of its size whose ETag is the one of the local file.
 
     Only those candidates need the local ETag here: remembered in `cache` for an unchanged file, else
-    computed (and remembered). Everything else is hashed while it is sent."""
-    remote = list_objects(client, bucket, prefix)
+    computed (and remembered). Everything else is sent, and verified by its CRC32."""
     key_of = {f.rel: f"{prefix}/{f.rel}" if prefix else f.rel for f in files}
     candidates = [f for f in files if remote.get(key_of[f.rel], (None, ""))[0] == f.size]
 
@@ -211,8 +213,10 @@ def plan_upload(client, bucket: str, prefix: str, files: list[LocalFile], concur
             cache.put(f.rel, f.stamp, etag, scanned_ns)  # the scan's stamp: any later write changes it
         return etag == remote[key_of[f.rel]][1]
 
-    with ThreadPoolExecutor(concurrency) as pool:
-        skip = {f.rel for f, ok in zip(candidates, pool.map(intact, candidates)) if ok}
+    skip = set()
+    if candidates:
+        with ThreadPoolExecutor(concurrency) as pool:
+            skip = {f.rel for f, ok in zip(candidates, pool.map(intact, candidates)) if ok}
     return _Plan([(f, key_of[f.rel]) for f in files if f.rel not in skip], len(skip))
 
 
@@ -254,14 +258,17 @@ def upload_dataset(boto_session, bucket: str, region: str, path: str | Path, pre
     scanned_ns = now_ns()
     files = scan(path)
     client = s3_client(boto_session, concurrency)
-    check_bucket(client, bucket, region)
     uri = f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/"
-    cache = EtagCache(cache_dir, path, part_size)
-    try:
+    with ThreadPoolExecutor(1) as background:  # one round trip instead of two before the first PUT
+        listing = background.submit(list_objects, client, bucket, prefix)
+        check_bucket(client, bucket, region)  # its error, if any, is the one to report
         try:
-            plan = plan_upload(client, bucket, prefix, files, concurrency, part_size, cache, scanned_ns)
+            remote = listing.result()
         except (be.ClientError, be.BotoCoreError) as exc:
             raise aws_error(exc, f"listing {uri}", bucket) from None
+    cache = EtagCache(cache_dir, path, part_size)
+    try:
+        plan = plan_upload(remote, prefix, files, concurrency, part_size, cache, scanned_ns)
         result = UploadResult(uri=uri, total=len(files), skipped=plan.skipped)
         if on_plan:
             on_plan(len(plan.todo), plan.skipped, sum(f.size for f, _ in plan.todo))
