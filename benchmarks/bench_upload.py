@@ -5,13 +5,15 @@ bare pool of put_object threads, on moto's S3 server in its own process on 127.0
     .venv/bin/python benchmarks/bench_upload.py --quick    # 600 small + 50 large, 1 round
 
 Tools (16 parallel requests each where they have a setting):
-  ours    dogbreed.backends.sagemaker.s3.upload_dataset, in this process (its own ETag cache folder)
+  ours    dogbreed.backends.sagemaker.s3.upload_dataset, in this process (its own ETag cache folder): each PUT
+          carries the CRC32 of its body and S3's echo of it is checked
   cli     `dogbreed data upload`, a process (compare it with `aws s3 sync`: both pay interpreter start-up;
           its ETag cache lives in the benchmark's workspace, as a user's would)
   sync    `aws s3 sync` (AWS CLI v1 in .venv-awscli, `make bench-deps`; max_concurrent_requests = 16)
   upload  sagemaker.Session.upload_data, in this process (one upload_file after another)
   bare    a client with our settings, then 16 threads doing only read_bytes + put_object: the floor here
-          (no listing, no checksum, no check of what S3 holds; the file list is made before the clock starts)
+          (no listing, no checksum, no check of what S3 holds; the file list is made before the clock starts;
+          over plain http, as here, botocore SHA256-signs every body, the bare pool's and ours alike)
 Scenarios, tools in forward then reverse order in alternate rounds: first upload (empty prefix), re-run with nothing
 changed, re-run after 10 files changed (same size, new bytes); upload_data, which re-sends everything
 each time, is timed on re-run once. After each round every tool's copy is checked against what

@@ -71,6 +71,17 @@ def test_rerun_hashes_nothing_unchanged_and_keeps_one_cache_file_per_dataset(cli
     assert len(list((workspace / "cache" / "upload").glob("*.json"))) == 2
 
 
+def test_first_upload_remembers_the_etag_s3_answered_which_is_the_local_md5(cli, workspace, data, s3, settled):
+    import hashlib
+    import json
+
+    upload(cli, data)
+    [cache] = (workspace / "cache" / "upload").glob("*.json")
+    remembered = {rel: entry[-1] for rel, entry in json.loads(cache.read_text())["files"].items()}
+    assert remembered == {p.relative_to(data).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+                          for p in data.rglob("*") if p.is_file()}
+
+
 def test_same_size_edit_with_mtime_reset_is_uploaded_again(cli, workspace, data, s3, hashed, settled, monkeypatch):
     upload(cli, data)
     victim = sorted((data / "train").rglob("*.jpg"))[0]

@@ -1,13 +1,17 @@
-"""`dogbreed data upload` trusts only what S3 holds: Content-MD5 on every PUT, the response ETag
-checked, a re-run that repairs whatever does not match, multipart objects compared by their
-composite ETag, and files that change while they are sent. Against moto, through the real CLI."""
+"""`dogbreed data upload` trusts only what S3 holds: the CRC32 of the body on every PUT and S3's echo
+of it checked (or, from a store that ignores it, the ETag against the MD5), a re-run that repairs
+whatever does not match, multipart objects compared by their composite ETag, and files that change
+while they are sent. Against moto, through the real CLI.
+
+moto stores whatever body arrives and echoes the `x-amz-checksum-crc32` it was sent; real S3 refuses a
+body that does not match it (BadDigest). `s3_checks_crc32` gives moto that one S3 rule."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import shutil
+import zlib
 from urllib.parse import unquote
 
 import pytest
@@ -33,9 +37,31 @@ def victim_of(data):
     return path, PREFIX + path.relative_to(data).as_posix()
 
 
+@pytest.fixture
+def s3_checks_crc32(s3, monkeypatch):
+    """moto refuses a PUT (or part) whose body does not match its `x-amz-checksum-crc32`, as S3 does."""
+    from moto.s3.exceptions import S3ClientError
+    from moto.s3.responses import S3Response
+
+    real = S3Response._get_checksum
+
+    def checked(self, response_headers):
+        sent = self.headers.get("x-amz-checksum-crc32")
+        if sent is not None and sent != crc32(self.body):
+            raise S3ClientError("BadDigest", "The CRC32 you specified did not match the calculated checksum.")
+        return real(self, response_headers)
+
+    monkeypatch.setattr(S3Response, "_get_checksum", checked)
+    return s3
+
+
+def crc32(body: bytes) -> str:
+    return base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+
+
 class CorruptInTransit:
-    """Flips one body byte of the PUTs of `key` after the SDK serialised them (Content-MD5 already set),
-    `times` times; moto stores what arrives (real S3 would refuse it with BadDigest)."""
+    """Flips one body byte of the PUTs of `key` after the SDK serialised them (CRC32 header already set),
+    `times` times."""
 
     def __init__(self, key: str, times: int):
         self.key, self.times, self.corrupted = key, times, 0
@@ -53,11 +79,11 @@ def body_of(request) -> bytes:
     return request.data.getvalue() if hasattr(request.data, "getvalue") else bytes(request.data)
 
 
-def test_every_put_carries_the_md5_of_its_body(cli, workspace, data, s3, monkeypatch):
+def test_every_put_carries_the_crc32_of_its_body(cli, workspace, data, s3, monkeypatch):
     seen = []
 
     def check(request, **kwargs):
-        seen.append(request.headers["Content-MD5"] == base64.b64encode(hashlib.md5(body_of(request)).digest()).decode())
+        seen.append(request.headers["x-amz-checksum-crc32"] == crc32(body_of(request)))
 
     on_every_session(monkeypatch, "request-created.s3.PutObject", check)
     assert cli("--bucket", BUCKET, "data", "upload", data).exit_code == 0
@@ -81,7 +107,8 @@ def test_small_puts_do_not_wait_for_100_continue_and_large_parts_do(aws, s3, tmp
     assert expect[("PUT", "big.bin")] == [b"100-continue", b"100-continue"]  # 9 MiB parts: S3 may refuse first
 
 
-def test_body_corrupted_in_transit_is_detected_and_sent_again(cli, workspace, data, s3, monkeypatch):
+def test_body_corrupted_in_transit_is_refused_and_sent_again(cli, workspace, data, s3_checks_crc32, monkeypatch):
+    s3 = s3_checks_crc32
     path, key = victim_of(data)
     corrupt = CorruptInTransit(key, times=1)
     on_every_session(monkeypatch, "request-created.s3.PutObject", corrupt)
@@ -90,6 +117,60 @@ def test_body_corrupted_in_transit_is_detected_and_sent_again(cli, workspace, da
     r = cli("--bucket", BUCKET, "data", "upload", data)
     assert r.exit_code == 0, r.output
     assert corrupt.corrupted == 1 and puts.sent == len(keys(s3)) + 1  # the victim went twice
+    assert_intact(s3, data, PREFIX)
+
+
+class EditAnswer:
+    """Changes S3's parsed answers to PutObject: `echo(key, parsed)` returns the CRC32 echo to show (None:
+    no echo, as from a store that ignores the header)."""
+
+    def __init__(self, echo):
+        self.echo, self.edited = echo, 0
+
+    def __call__(self, parsed, model, context, **kwargs):
+        if "ETag" in parsed:
+            value = self.echo(parsed)
+            if value != parsed.get("ChecksumCRC32"):
+                self.edited += 1
+            if value is None:
+                parsed.pop("ChecksumCRC32", None)
+            else:
+                parsed["ChecksumCRC32"] = value
+
+
+def test_an_echo_other_than_the_crc32_sent_is_not_trusted(cli, workspace, data, s3, monkeypatch):
+    wrong = EditAnswer(lambda parsed: "AAAAAA==" if not wrong.edited else parsed["ChecksumCRC32"])
+    on_every_session(monkeypatch, "after-call.s3.PutObject", wrong)
+    puts = PutCounter().install(monkeypatch)
+
+    r = cli("--bucket", BUCKET, "data", "upload", data)
+    assert r.exit_code == 0, r.output
+    assert wrong.edited == 1 and puts.sent == len(keys(s3)) + 1  # one file went twice
+    assert_intact(s3, data, PREFIX)
+
+
+def test_a_store_that_ignores_the_crc32_is_checked_by_its_etag(cli, workspace, data, s3, monkeypatch):
+    path, key = victim_of(data)
+    silent = EditAnswer(lambda parsed: None)
+    on_every_session(monkeypatch, "after-call.s3.PutObject", silent)
+    corrupt = CorruptInTransit(key, times=1)  # stored as it arrives: only the ETag (MD5 of it) shows it
+    on_every_session(monkeypatch, "request-created.s3.PutObject", corrupt)
+    puts = PutCounter().install(monkeypatch)
+
+    r = cli("--bucket", BUCKET, "data", "upload", data)
+    assert r.exit_code == 0, r.output
+    assert corrupt.corrupted == 1 and puts.sent == len(keys(s3)) + 1 and silent.edited == puts.sent
+    assert_intact(s3, data, PREFIX)
+
+
+def test_a_first_upload_computes_no_md5_where_s3_echoes_the_crc32(cli, workspace, data, s3, monkeypatch):
+    from dogbreed.backends.sagemaker import s3 as upload
+
+    hashed = []
+    real = upload._md5
+    monkeypatch.setattr(upload, "_md5", lambda data: hashed.append(len(data)) or real(data))
+    assert cli("--bucket", BUCKET, "data", "upload", data).exit_code == 0
+    assert hashed == []
     assert_intact(s3, data, PREFIX)
 
 
@@ -109,8 +190,9 @@ def test_bad_digest_from_s3_is_retried(cli, workspace, data, s3, monkeypatch):
     assert_intact(s3, data, PREFIX)
 
 
-def test_persistent_corruption_is_reported_never_counted_and_the_rerun_repairs_it(cli, workspace, data, s3,
-                                                                                 monkeypatch):
+def test_persistent_corruption_is_reported_never_counted_and_the_rerun_repairs_it(cli, workspace, data,
+                                                                                 s3_checks_crc32, monkeypatch):
+    s3 = s3_checks_crc32
     path, key = victim_of(data)
     n = len([p for p in data.rglob("*") if p.is_file()])
     with monkeypatch.context() as m:
@@ -118,10 +200,10 @@ def test_persistent_corruption_is_reported_never_counted_and_the_rerun_repairs_i
         r = cli("--bucket", BUCKET, "data", "upload", data)
     assert r.exit_code == 1
     rel = path.relative_to(data).as_posix()
-    assert (f"Error: not uploaded: {rel}: S3 did not confirm its bytes in 3 attempts (the ETag differs from the MD5 "
-            f"sent). {n - 1} of {n} files are in s3://{BUCKET}/{PREFIX}") in r.output
+    assert (f"Error: not uploaded: {rel}: S3 did not confirm its bytes in 3 attempts (refused, or its answer does "
+            f"not match the checksum sent). {n - 1} of {n} files are in s3://{BUCKET}/{PREFIX}") in r.output
     assert [line for line in r.output.splitlines() if line.startswith("Error")] == [r.output.splitlines()[-1]]
-    assert etag(s3, key) != md5(path)
+    assert key not in keys(s3)
 
     puts = PutCounter().install(monkeypatch)
     r = cli("--bucket", BUCKET, "data", "upload", data)
@@ -195,6 +277,36 @@ def test_multipart_objects_are_verified_by_their_composite_etag(aws, s3, tmp_pat
     s3.put_object(Bucket=BUCKET, Key="m/train/big.bin", Body=bytes(bad))
     result = upload_dataset(session, BUCKET, "us-east-1", tmp_path / "d", "m", part_size=part)
     assert result.uploaded == ["train/big.bin"] and result.skipped == 1
+    assert s3.get_object(Bucket=BUCKET, Key="m/train/big.bin")["Body"].read() == big.read_bytes()
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_a_multipart_part_s3_refuses_is_sent_again(aws, s3_checks_crc32, tmp_path, monkeypatch):
+    import boto3
+
+    from dogbreed.backends.sagemaker.s3 import expected_etag, upload_dataset
+
+    s3, part = s3_checks_crc32, 5 * 1024 * 1024
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    big = tmp_path / "d" / "train" / "big.bin"
+    big.write_bytes(bytes(range(256)) * (11 * 1024 * 1024 // 256))
+    session, sent, completed = boto3.Session(region_name="us-east-1"), [], []
+
+    def corrupt_second_part_once(request, **kwargs):
+        sent.append(request.headers["x-amz-checksum-crc32"])
+        if len(sent) == 2:
+            body = bytearray(body_of(request))
+            body[0] ^= 0xFF
+            request.data = io.BytesIO(body)
+
+    session.events.register("request-created.s3.UploadPart", corrupt_second_part_once)
+    session.events.register("before-call.s3.CompleteMultipartUpload",
+                            lambda params, **kw: completed.append(params["body"]))
+    result = upload_dataset(session, BUCKET, "us-east-1", tmp_path / "d", "m", part_size=part)
+    assert result.uploaded == ["train/big.bin"]
+    assert len(sent) == 2 + 3  # the refused part ended that attempt; the next sent all three parts
+    assert completed and all(b"<ChecksumCRC32>" in body for body in completed)
+    assert etag(s3, "m/train/big.bin") == expected_etag(big, big.stat().st_size, part)
     assert s3.get_object(Bucket=BUCKET, Key="m/train/big.bin")["Body"].read() == big.read_bytes()
     assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
 

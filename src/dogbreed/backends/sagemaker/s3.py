@@ -1,13 +1,17 @@
 """Dataset upload to S3: parallel, resumable, verified, and never the same bytes twice.
 
-Only what S3 itself reports proves an object intact. Each PUT carries `Content-MD5` (S3 rejects
-a body that does not match it) and its response ETag must equal the MD5 we sent (multipart: the
-composite ETag, MD5 of the parts' MD5s + "-N"); a mismatch is retried, then reported. Before
-uploading, the prefix is listed once: a file is skipped only when an object of the same size
-has the ETag computed from the local file, so a re-run repairs anything else. Files not in S3
-are hashed while they are sent, not before; the ETags of unchanged files are remembered between
-runs (`etag_cache`), so a re-run hashes only what changed. A PUT is atomic, so an interrupted run
-leaves only complete objects behind and the next run uploads exactly what is missing.
+Only what S3 itself reports proves an object intact. Each PUT carries the CRC32 of its body
+(`x-amz-checksum-crc32`: S3 refuses a body that does not match it, with BadDigest, and stores it with
+the object), and S3's answer must echo that CRC32; S3's ETag in that same answer is then the MD5 of
+bytes it checked against ours, and is what we remember for the file. A store that does not echo the
+CRC32 is checked the old way: its ETag must equal the MD5 of the body. Multipart: every part so, and
+the final ETag must be the composite one (MD5 of the parts' MD5s + "-N"). A mismatch is retried,
+then reported. Before uploading, the prefix is listed once: a file is skipped only when an object of
+the same size has the ETag of the local file (its MD5, or composite), so a re-run repairs anything
+else. CRC32 costs a tenth of MD5: a file sent to a store that echoes it is not MD5-hashed by us at all
+(that was the one cost over a bare put_object pool). The ETags of unchanged files are remembered
+between runs (`etag_cache`), so a re-run hashes only what changed. A PUT is atomic, so an interrupted
+run leaves only complete objects behind and the next run uploads exactly what is missing.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import ipaddress
 import os
 import re
 import threading
+import zlib
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +36,8 @@ PART_SIZE = 64 * 1024 * 1024  # larger files go multipart in parts of this size;
 EXPECT_ABOVE = 8 * 1024 * 1024  # PUT bodies up to this size are sent without waiting for `100 Continue`
 DEFAULT_CONCURRENCY = 16
 ATTEMPTS = 3  # sends of one file whose bytes S3 does not confirm, or that changes while being read
-INTEGRITY_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}
+INTEGRITY_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}  # S3 got other bytes than we sent
+_MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
 EXPIRED_CODES = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"}
 DENIED_CODES = {"AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch",
                 "InvalidToken"}
@@ -163,11 +169,14 @@ def _md5(data: bytes):
 
 def list_objects(client, bucket: str, prefix: str) -> dict[str, tuple[int, str]]:
     """key -> (size, ETag without quotes) for everything under `prefix/`."""
-    out = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/" if prefix else ""):
+    out, request = {}, {"Bucket": bucket, "Prefix": prefix + "/" if prefix else ""}
+    while True:  # the paginator would first load its own model: a few ms on every run
+        page = client.list_objects_v2(**request)
         for obj in page.get("Contents", []):
             out[obj["Key"]] = (obj["Size"], obj["ETag"].strip('"'))
-    return out
+        if not page.get("IsTruncated"):
+            return out
+        request["ContinuationToken"] = page["NextContinuationToken"]
 
 
 @dataclass
@@ -185,13 +194,12 @@ class _Plan:
     skipped: int
 
 
-def plan_upload(client, bucket: str, prefix: str, files: list[LocalFile], concurrency: int,
+def plan_upload(remote: dict[str, tuple[int, str]], prefix: str, files: list[LocalFile], concurrency: int,
                 part_size: int, cache: EtagCache, scanned_ns: int) -> _Plan:
-    """Skip a file only when S3 holds an object of its size whose ETag is the one of the local file.
+    """Skip a file only when S3 lists (`remote`) an object of its size whose ETag is the one of the local file.
 
     Only those candidates need the local ETag here: remembered in `cache` for an unchanged file, else
-    computed (and remembered). Everything else is hashed while it is sent."""
-    remote = list_objects(client, bucket, prefix)
+    computed (and remembered). Everything else is sent, and verified by its CRC32."""
     key_of = {f.rel: f"{prefix}/{f.rel}" if prefix else f.rel for f in files}
     candidates = [f for f in files if remote.get(key_of[f.rel], (None, ""))[0] == f.size]
 
@@ -205,15 +213,17 @@ def plan_upload(client, bucket: str, prefix: str, files: list[LocalFile], concur
             cache.put(f.rel, f.stamp, etag, scanned_ns)  # the scan's stamp: any later write changes it
         return etag == remote[key_of[f.rel]][1]
 
-    with ThreadPoolExecutor(concurrency) as pool:
-        skip = {f.rel for f, ok in zip(candidates, pool.map(intact, candidates)) if ok}
+    skip = set()
+    if candidates:
+        with ThreadPoolExecutor(concurrency) as pool:
+            skip = {f.rel for f, ok in zip(candidates, pool.map(intact, candidates)) if ok}
     return _Plan([(f, key_of[f.rel]) for f in files if f.rel not in skip], len(skip))
 
 
 def s3_client(boto_session, concurrency: int):
     from botocore.config import Config
 
-    # Content-MD5 is our integrity check: no second, SDK-computed checksum on every request.
+    # We compute and send the CRC32 ourselves (the value S3 must echo): no second, SDK-computed checksum.
     client = boto_session.client("s3", config=Config(max_pool_connections=concurrency + 4,
                                                      retries={"mode": "standard", "max_attempts": 5},
                                                      request_checksum_calculation="when_required"))
@@ -248,14 +258,17 @@ def upload_dataset(boto_session, bucket: str, region: str, path: str | Path, pre
     scanned_ns = now_ns()
     files = scan(path)
     client = s3_client(boto_session, concurrency)
-    check_bucket(client, bucket, region)
     uri = f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/"
-    cache = EtagCache(cache_dir, path, part_size)
-    try:
+    with ThreadPoolExecutor(1) as background:  # one round trip instead of two before the first PUT
+        listing = background.submit(list_objects, client, bucket, prefix)
+        check_bucket(client, bucket, region)  # its error, if any, is the one to report
         try:
-            plan = plan_upload(client, bucket, prefix, files, concurrency, part_size, cache, scanned_ns)
+            remote = listing.result()
         except (be.ClientError, be.BotoCoreError) as exc:
             raise aws_error(exc, f"listing {uri}", bucket) from None
+    cache = EtagCache(cache_dir, path, part_size)
+    try:
+        plan = plan_upload(remote, prefix, files, concurrency, part_size, cache, scanned_ns)
         result = UploadResult(uri=uri, total=len(files), skipped=plan.skipped)
         if on_plan:
             on_plan(len(plan.todo), plan.skipped, sum(f.size for f, _ in plan.todo))
@@ -278,12 +291,27 @@ def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
 
-def _confirms(response: dict, etag: str) -> bool:
-    """Whether S3's answer shows it stored exactly the bytes we hashed."""
-    if response.get("ETag", "").strip('"') == etag:
-        return True
-    # Under SSE-KMS/SSE-C the ETag is no MD5; S3 checked Content-MD5 before storing instead.
+def _crc32(data: bytes) -> str:
+    return _b64(zlib.crc32(data).to_bytes(4, "big"))
+
+
+def _encrypted(response: dict) -> bool:
+    """Under SSE-KMS/SSE-C, S3's ETag is no MD5 of the bytes."""
     return str(response.get("ServerSideEncryption", "")).startswith("aws:kms") or "SSECustomerAlgorithm" in response
+
+
+def _confirm(response: dict, crc: str, body: bytes) -> tuple[bool, str]:
+    """(S3's answer shows it stored exactly `body`, the MD5 S3 gives `body`, "" where its ETag is no MD5).
+
+    An echoed CRC32 means S3 checked the body against the one we sent; its ETag is then the MD5 of what
+    we sent. A store that ignores the CRC32 header (no echo) must show an ETag equal to the body's MD5."""
+    etag = response.get("ETag", "").strip('"')
+    md5_etag = "" if _encrypted(response) or not _MD5_ETAG.match(etag) else etag
+    echoed = response.get("ChecksumCRC32")
+    if echoed is not None:
+        return echoed == crc, md5_etag
+    ok = bool(md5_etag) and md5_etag == _md5(body).hexdigest()
+    return ok, md5_etag if ok else ""
 
 
 class _Sender:
@@ -335,14 +363,16 @@ class _Sender:
                 if sent is None:
                     why = "it changed while being read; run the upload again once it is no longer written to"
                 elif not sent[0]:
-                    why = f"S3 did not confirm its bytes in {ATTEMPTS} attempts (the ETag differs from the MD5 sent)"
+                    why = (f"S3 did not confirm its bytes in {ATTEMPTS} attempts (refused, or its answer does not "
+                           "match the checksum sent)")
                 elif _stamp(file.path) != before:
                     why = "it changed while being uploaded; run the upload again once it is no longer written to"
                 else:
                     with self.lock:
                         self.result.uploaded.append(file.rel)
                         self.result.bytes_uploaded += sent[1]
-                    self.cache.put(file.rel, before, sent[2], seen_ns)
+                    if sent[2]:
+                        self.cache.put(file.rel, before, sent[2], seen_ns)
                     return
         except _Stopped:
             return
@@ -357,52 +387,56 @@ class _Sender:
             self.problems.append((file.rel, why))
 
     def _put(self, path: Path, key: str, before) -> tuple[bool, int, str] | None:
-        """(confirmed, size, ETag) for one PUT; None when the file changed while it was read (nothing sent)."""
+        """(confirmed, size, ETag to remember or "") for one PUT; None when the file changed while it was read."""
         data = path.read_bytes()
         if _stamp(path) != before:
             return None
-        md5 = _md5(data)
+        crc = _crc32(data)
         try:
-            response = self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=_b64(md5.digest()))
+            response = self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ChecksumAlgorithm="CRC32",
+                                              ChecksumCRC32=crc)
         except Exception as exc:
-            if _code(exc) in INTEGRITY_CODES:  # S3 got other bytes than we hashed
+            if _code(exc) in INTEGRITY_CODES:
                 return False, len(data), ""
             raise
-        ok = _confirms(response, md5.hexdigest())
+        ok, etag = _confirm(response, crc, data)
         if ok and self.progress:
             self.progress(len(data))
-        return ok, len(data), md5.hexdigest()
+        return ok, len(data), etag
 
     def _multipart(self, path: Path, key: str) -> tuple[bool, int, str]:
         client, bucket = self.client, self.bucket
-        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="CRC32")["UploadId"]
         completed = False
         try:
-            parts, digests, size = [], [], 0
+            parts, etags, size = [], [], 0
             with open(path, "rb") as fh:
                 for number, chunk in enumerate(iter(lambda: fh.read(self.part_size), b""), 1):
                     if self.stop.is_set():
                         raise _Stopped
-                    md5 = _md5(chunk)
+                    crc = _crc32(chunk)
                     try:
                         response = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                                                      Body=chunk, ContentMD5=_b64(md5.digest()))
+                                                      Body=chunk, ChecksumAlgorithm="CRC32", ChecksumCRC32=crc)
                     except Exception as exc:
                         if _code(exc) in INTEGRITY_CODES:
                             return False, size, ""
                         raise
-                    if not _confirms(response, md5.hexdigest()):
+                    ok, etag = _confirm(response, crc, chunk)
+                    if not ok:
                         return False, size, ""
-                    parts.append({"ETag": response["ETag"], "PartNumber": number})
-                    digests.append(md5.digest())
+                    parts.append({"ETag": response["ETag"], "PartNumber": number, "ChecksumCRC32": crc})
+                    etags.append(etag)
                     size += len(chunk)
                     if self.progress:
                         self.progress(len(chunk))
             response = client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
                                                         MultipartUpload={"Parts": parts})
             completed = True
-            etag = f"{_md5(b''.join(digests)).hexdigest()}-{len(digests)}"
-            return _confirms(response, etag), size, etag
+            if not all(etags) or _encrypted(response):  # ETags no MD5s: S3 checked every part's CRC32, nothing to add
+                return True, size, ""
+            etag = f"{_md5(b''.join(bytes.fromhex(e) for e in etags)).hexdigest()}-{len(etags)}"
+            return response.get("ETag", "").strip('"') == etag, size, etag
         finally:
             if not completed:  # no orphaned parts left billing
                 try:
