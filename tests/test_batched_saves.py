@@ -126,3 +126,31 @@ def test_batched_saves_read_back_as_smdebugs_own(tmp_path, overrides):
     assert steps == ([0, 3, 5] if overrides else [0, 5])
     if overrides:
         assert ours.tensor("Sequential_4.weight").value(3, mode=ModeKeys.TRAIN).shape == (3, 144)
+
+
+def test_gradients_are_saved_when_a_parameter_gets_none(tmp_path):
+    """A parameter the loss does not reach never gets a gradient: the others are saved after
+    the step (`record_step`), not lost."""
+    import smdebug.pytorch as smd
+    from smdebug.core.modes import ModeKeys
+    from smdebug.trials import create_trial
+    from torch import nn
+
+    from dogbreed.training.instrumentation import DebuggerHook
+
+    cfg = tmp_path / "hook.json"
+    cfg.write_text(json.dumps(config.hook_config(str(tmp_path / "t"), config.collections())))
+    model, loss_fn = nn.ModuleDict({"used": nn.Linear(4, 3), "unused": nn.Linear(4, 3)}), nn.CrossEntropyLoss()
+    model.forward = lambda x: model["used"](x)
+    instr = DebuggerHook(smd.Hook.create_from_json_file(str(cfg)), ModeKeys)
+    instr.attach(model, loss_fn)
+    instr.set_mode("train")
+    for _ in range(2):
+        loss_fn(model(torch.randn(5, 4)), torch.randint(0, 3, (5,))).backward()
+        instr.record_step(data_wait_s=0.0, step_s=0.0, batch_size=5)
+    instr.close()
+    (tmp_path / "t" / "training_job_end.ts").write_text("0")
+    trial = create_trial(str(tmp_path / "t"))
+    assert trial.tensor_names(collection="gradients") == ["gradient/ModuleDict_used.bias",
+                                                          "gradient/ModuleDict_used.weight"]
+    assert trial.tensor("gradient/ModuleDict_used.weight").reduction_value(0, "mean", mode=ModeKeys.TRAIN, abs=True) > 0

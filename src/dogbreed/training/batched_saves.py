@@ -46,7 +46,7 @@ def reduce_many(tensors, wanted):
     flat = [t if t.dtype in (torch.float32, torch.float64) else t.float() for t in flat]
     rows = []
     for t in flat:
-        row = [t.sum(), torch.dot(t, t)] if moments else []
+        row = [t.sum(), torch.linalg.vector_norm(t) ** 2] if moments else []
         if absolute:
             row.append(t.abs().sum())
         if minmax:
@@ -63,7 +63,8 @@ def reduce_many(tensors, wanted):
             again = np.flatnonzero(np.isfinite(squares) & (total * mean > 0.5 * squares))
             if again.size:
                 centred = [flat[j] - float(mean[j]) for j in again]
-                m2[again] = torch.stack([torch.dot(c, c).to(torch.float64) for c in centred]).cpu().numpy()
+                norms = torch.stack([torch.linalg.vector_norm(c).to(torch.float64) for c in centred])
+                m2[again] = norms.cpu().numpy() ** 2
             var = np.where(n > 1, m2 / np.maximum(n - 1, 1), np.nan)
             l2 = np.sqrt(squares)
             cols.update({("sum", False): total, ("mean", False): mean, ("variance", False): var,
@@ -165,6 +166,8 @@ class BatchedSaves:
     def __init__(self, hook):
         self.hook = hook
         self._plans: dict[frozenset, tuple | None] = {}
+        self._pending: list = []
+        self._expected = 0
 
     def install(self) -> None:
         self.hook._log_params = self.save_parameters
@@ -175,21 +178,29 @@ class BatchedSaves:
         self.save([(prefix + name, p.data) for name, p in module.named_parameters()])
 
     def register_gradients(self, module) -> None:
-        """One hook for all gradients of a backward pass (smdebug puts one on each parameter)."""
-        import torch
-
+        """A hook after each parameter's gradient is accumulated (smdebug's hook on the incoming
+        gradient works too, but one that keeps it until the last one arrives makes autograd copy
+        every gradient, every step); at a save step the gradients are reduced when all are there."""
         prefix = self.hook.GRADIENT_PREFIX + module._get_name() + "_"
         named = [(prefix + name, p) for name, p in module.named_parameters() if p.requires_grad]
-        if not named:
+        self._expected = len(named)
+        for name, p in named:
+            p.register_post_accumulate_grad_hook(lambda param, name=name: self._gradient_ready(name, param))
+
+    def _gradient_ready(self, name: str, param) -> None:
+        if not self.hook._get_collections_to_save_for_step():
             return
-        names = [n for n, _ in named]
+        self._pending.append((name, param))
+        if len(self._pending) == self._expected:
+            self.flush_gradients()
 
-        def on_gradients(grads):
-            if self.hook._get_collections_to_save_for_step():
-                self.save([(n, g) for n, g in zip(names, grads) if g is not None])
+    def flush_gradients(self) -> None:
+        """Save the gradients that arrived (also called after the step: a parameter the loss did
+        not reach never gets one)."""
+        pending, self._pending = self._pending, []
+        if pending:
+            self.save([(name, p.grad) for name, p in pending if p.grad is not None])
             self.hook._save_custom_tensors_post_step()
-
-        torch.autograd.graph.register_multi_grad_hook([p for _, p in named], on_gradients, mode="all")
 
     def save(self, named) -> None:
         """Save each (name, tensor) the collections of this step ask for."""

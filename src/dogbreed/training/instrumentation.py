@@ -57,10 +57,12 @@ class DebuggerHook(NullInstrumentation):
 
     def __init__(self, hook, modes, end_marker_dir: Path | None = None):
         self.hook, self.modes, self.end_marker_dir = hook, modes, end_marker_dir
+        self.saves = None
 
     def attach(self, model, loss_fn) -> None:
         self.hook._get_reduction_of_data = FusedReductions(type(self.hook)._get_reduction_of_data)
-        BatchedSaves(self.hook).install()
+        self.saves = BatchedSaves(self.hook)
+        self.saves.install()
         if self._saves_module_tensors(model):
             self.hook.register_module(model)
         else:
@@ -104,6 +106,10 @@ class DebuggerHook(NullInstrumentation):
 
     def set_mode(self, mode: str) -> None:
         self.hook.set_mode(self.modes.TRAIN if mode == "train" else self.modes.EVAL)
+
+    def record_step(self, **_) -> None:
+        if self.saves is not None:
+            self.saves.flush_gradients()
 
     def close(self) -> None:
         self.hook.close()
