@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from dogbreed.training import environment as E
+from dogbreed.training.batched_saves import SUPPORTED, BatchedSaves, reduce_many
 
 STEPS_FILE = "steps.jsonl"
 DOGBREED_HOOK_CONFIG = "DOGBREED_HOOK_CONFIG"  # the debughookconfig.json document, when no file is given
@@ -56,9 +57,12 @@ class DebuggerHook(NullInstrumentation):
 
     def __init__(self, hook, modes, end_marker_dir: Path | None = None):
         self.hook, self.modes, self.end_marker_dir = hook, modes, end_marker_dir
+        self.saves = None
 
     def attach(self, model, loss_fn) -> None:
         self.hook._get_reduction_of_data = FusedReductions(type(self.hook)._get_reduction_of_data)
+        self.saves = BatchedSaves(self.hook)
+        self.saves.install()
         if self._saves_module_tensors(model):
             self.hook.register_module(model)
         else:
@@ -103,6 +107,10 @@ class DebuggerHook(NullInstrumentation):
     def set_mode(self, mode: str) -> None:
         self.hook.set_mode(self.modes.TRAIN if mode == "train" else self.modes.EVAL)
 
+    def record_step(self, **_) -> None:
+        if self.saves is not None:
+            self.saves.flush_gradients()
+
     def close(self) -> None:
         self.hook.close()
         if self.end_marker_dir is not None:  # readers of a synced copy know the trial is complete
@@ -111,16 +119,16 @@ class DebuggerHook(NullInstrumentation):
 
 
 class FusedReductions:
-    """smdebug's `_get_reduction_of_data`, computing a tensor's statistics in one go.
+    """smdebug's `_get_reduction_of_data`, computing a tensor's statistics in one go, for the
+    tensors smdebug still saves itself (see `batched_saves`).
 
-    smdebug asks for one reduction at a time (a torch op, and a device-to-host copy, each);
-    the default collections ask six per tensor. The first request for a tensor computes
-    mean, std, min, max, mean |x|, sum |x| and the L2 norm together and copies them once;
-    the other requests for the same tensor read them. Anything else goes to smdebug's own.
+    smdebug asks for one reduction at a time (a torch op, and a device-to-host copy, each).
+    The first request for a tensor computes every statistic `batched_saves` knows and copies
+    them once; the other requests for the same tensor read them. Anything else goes to
+    smdebug's own.
     """
 
-    _STATS = ((("mean", False), ("std", False), ("min", False), ("max", False), ("mean", True), ("l1", False),
-               ("l1", True), ("l2", False), ("l2", True)))
+    _STATS = tuple(sorted(SUPPORTED))
 
     def __init__(self, fallback):
         self.fallback = fallback
@@ -130,17 +138,10 @@ class FusedReductions:
         import torch
 
         key = (reduction_name, bool(abs))
-        if not isinstance(tensor_value, torch.Tensor) or key not in self._STATS or tensor_value.numel() < 2:
+        if not isinstance(tensor_value, torch.Tensor) or key not in SUPPORTED or tensor_value.numel() < 2:
             return self.fallback(reduction_name, tensor_value, tensor_name, abs)
         if tensor_value is not self._tensor or tensor_value._version != self._version:  # new, or changed in place
-            t = tensor_value.detach().float().reshape(-1)
-            mean = t.mean()
-            centred = t - mean  # std by a dot product: torch.std_mean is ~10x slower on CPU
-            std = (torch.dot(centred, centred) / (t.numel() - 1)).sqrt()
-            lo, hi = torch.aminmax(t)
-            a = t.abs()
-            l1, l2 = a.sum(), torch.linalg.vector_norm(t)
-            values = torch.stack([mean, std, lo, hi, a.mean(), l1, l1, l2, l2]).cpu()
+            values = torch.from_numpy(reduce_many([tensor_value], self._STATS)[0])  # 0-dim tensors, as smdebug's
             self._tensor, self._version = tensor_value, tensor_value._version
             self._stats = dict(zip(self._STATS, values))
         return self._stats[key]
