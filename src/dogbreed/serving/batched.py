@@ -49,7 +49,8 @@ def answer_batch(loaded, bodies: list, headers: list[dict]) -> list[Answer]:
         except RequestError as exc:
             return refusal(exc)
 
-    decoded = list(decoding_pool().map(decode, range(len(bodies))))
+    indices = range(len(bodies))
+    decoded = list(decoding_pool().map(decode, indices) if len(bodies) > 1 else map(decode, indices))
     answers: list[Answer | None] = [x if isinstance(x, Answer) else None for x in decoded]
     inputs = {i: x for i, x in enumerate(decoded) if not isinstance(x, Answer)}
     if inputs:
