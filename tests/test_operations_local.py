@@ -208,7 +208,8 @@ def test_jobs_rm_bad_input(cli, workspace, runner, sample_data):
 def test_stop_a_detached_tuning_job_stops_its_trials_and_stays_resumable(cli, workspace, runner, sample_data):
     from dogbreed.backends.local.tuning import LocalTuner
 
-    r = cli("tune", "--data", sample_data, *TINY, "-H", "epochs=50", "-H", "patience=0", "--max-jobs", 4,
+    # trials long enough to be running when `stop` comes (50 epochs of a cached-feature head can end first)
+    r = cli("tune", "--data", sample_data, *TINY, "-H", "epochs=5000", "-H", "patience=0", "--max-jobs", 4,
             "--max-parallel-jobs", 2, "--name", "hpo-stop", "--no-wait")
     assert r.exit_code == 0, r.output
     tuner = LocalTuner(Workspace.resolve(workspace))
