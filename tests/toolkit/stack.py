@@ -60,6 +60,8 @@ class TorchServeStack:
         self.ping_healthy_s: float | None = None  # from start to the first /ping 200
 
     def start(self, timeout: float = 180) -> TorchServeStack:
+        if self.proc is not None:  # started already (`with stack.start():`): a second launch orphans the first
+            return self
         python, why = find_toolkit_python()
         if python is None:
             raise RuntimeError(why)
