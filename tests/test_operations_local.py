@@ -227,6 +227,27 @@ def test_stop_a_detached_tuning_job_stops_its_trials_and_stays_resumable(cli, wo
     assert r.output.strip() == "Error: tuning job hpo-stop is not running (Stopped); nothing to stop"
 
 
+def test_stop_ends_an_unresponsive_tuning_driver_and_its_trials(cli, workspace, runner, sample_data, monkeypatch):
+    from dogbreed.backends.local import tuning
+    from dogbreed.backends.local.tuning import LocalTuner
+
+    r = cli("tune", "--data", sample_data, *TINY, "-H", "epochs=5000", "-H", "patience=0", "--max-jobs", 4,
+            "--max-parallel-jobs", 2, "--name", "hpo-hung", "--no-wait")
+    assert r.exit_code == 0, r.output
+    tuner = LocalTuner(Workspace.resolve(workspace))
+    assert wait_for(lambda: len([j for j in runner.list() if runner.script_alive(j)]) == 2, 120)
+    trials = runner.list()
+    driver = tuner.folder("hpo-hung").read().driver_pid
+    os.kill(driver, signal.SIGSTOP)  # it cannot act on SIGTERM
+    monkeypatch.setattr(tuning, "TERM_GRACE_S", 0.5)
+    monkeypatch.setattr(tuning, "DRIVER_STOP_SLACK_S", 1.0)
+    result = tuner.stop("hpo-hung")
+    assert result.status == STOPPED and result.failure_reason.startswith("stopped by the user")
+    assert wait_for(lambda: not pid_alive(driver), 10)
+    assert not any(runner.script_alive(runner.describe(j.name)) for j in trials)
+    assert all(runner.describe(j.name).status == STOPPED for j in trials)
+
+
 def test_the_job_behind_a_running_endpoint_stays(cli, workspace, runner, sample_data):
     from tests.test_server_local import free_port
 

@@ -445,8 +445,7 @@ class LocalTuner:
         except BaseException as exc:
             loop.stop_all()
             if isinstance(exc, KeyboardInterrupt):
-                folder.update(status=STOPPED, failure_reason=f"stopped by the user; `dogbreed tune --resume {name}` "
-                                                             "continues it")
+                folder.update(status=STOPPED, failure_reason=_stopped_by_the_user(name))
             else:
                 folder.update(status=FAILED, failure_reason=f"{type(exc).__name__}: {exc}")
             raise
@@ -481,9 +480,19 @@ class LocalTuner:
         if result.status != IN_PROGRESS:
             raise ConfigError(f"tuning job {name} is not running ({result.status}); nothing to stop")
         os.kill(record.driver_pid, signal.SIGTERM)
-        deadline = time.time() + TERM_GRACE_S + 10
+        # The driver stops its trials one after another (each SIGKILLed after TERM_GRACE_S at worst),
+        # records Stopped and exits; on a loaded machine that can take a while, so wait for it to.
+        deadline = time.time() + TERM_GRACE_S * (record.max_parallel_jobs + 1) + DRIVER_STOP_SLACK_S
         while pid_alive(record.driver_pid) and time.time() < deadline:
             time.sleep(0.2)
+        if pid_alive(record.driver_pid):  # an unresponsive driver: end it and its trials from here
+            os.kill(record.driver_pid, signal.SIGKILL)
+            for trial in result.trials:
+                if trial.status == IN_PROGRESS:
+                    with contextlib.suppress(ConfigError, JobNotFoundError):
+                        self.runner.stop(trial.name)
+        if self.folder(name).read().status == IN_PROGRESS:
+            self.folder(name).update(status=STOPPED, failure_reason=_stopped_by_the_user(name))
         return self.describe(name)
 
     def _trial_env(self, record: TuningRecord) -> dict[str, str]:
@@ -507,6 +516,13 @@ class LocalTuner:
                 study.complete(t.number, desc.metrics[metric])
             else:
                 study.interrupt(t.number, dict(t.params))
+
+
+DRIVER_STOP_SLACK_S = 30.0  # what `stop` allows the driver beyond its trials' grace periods
+
+
+def _stopped_by_the_user(name: str) -> str:
+    return f"stopped by the user; `dogbreed tune --resume {name}` continues it"
 
 
 def main(argv: list[str] | None = None) -> None:  # the driver that `LocalTuner.start_detached` starts
