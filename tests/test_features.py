@@ -163,3 +163,44 @@ def test_a_cache_file_is_computed_on_the_cores_the_tuner_gives(monkeypatch):
             assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def _augmented_as_torchvision(path, seed, i, crop):
+    """Training view `seed`'s image i the way torchvision's own transforms give it."""
+    from torchvision import transforms as T
+
+    from dogbreed.training.data import load_rgb
+    from dogbreed.training.presets import IMAGENET_MEAN, IMAGENET_STD
+
+    compose = T.Compose([T.RandomResizedCrop(crop, scale=(0.5, 1.0), antialias=True), T.RandomHorizontalFlip(),
+                         T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    torch.manual_seed(seed * 1_000_003 + i)
+    return compose(load_rgb(path))
+
+
+def test_a_training_view_decoded_by_threads_is_torchvisions_augmentation_bit_for_bit(data_copy):
+    from PIL import Image
+
+    from dogbreed.training.features import ViewImages, _decoded_between_passes, _loaded_alongside
+    from dogbreed.training.presets import ClassificationPresetTrain
+
+    data = DogImages.scan(data_copy, splits=("train",))
+    samples = data.splits["train"].samples[:12]
+    rotated = samples[3][0]  # a portrait phone photo: EXIF says turn it, so its upright size is swapped
+    with Image.open(rotated) as im:
+        exif = im.getexif()
+        exif[0x0112] = 6
+        im.crop((0, 0, im.width, im.height // 2)).save(rotated, exif=exif)
+    broken = samples[5][0]
+    open(broken, "wb").write(b"not an image")
+    images = ViewImages(samples, ClassificationPresetTrain(crop_size=40), seed=3)
+    expected = [_augmented_as_torchvision(p, 3, i, 40) for i, (p, _) in enumerate(samples) if p != broken]
+
+    threaded = list(_decoded_between_passes(images, batch_size=5))
+    assert [n for _, _, n in threaded] == [5, 5, 2]
+    x = torch.cat([x for x, _, _ in threaded])
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(x, torch.stack(expected))
+    assert torch.cat([y for _, y, _ in threaded]).tolist() == [y for p, y in samples if p != broken]
+    loaded = list(_loaded_alongside(images, batch_size=5, workers=0))
+    assert [n for _, _, n in loaded] == [5, 5, 2] and torch.equal(torch.cat([x for x, _, _ in loaded]), x)

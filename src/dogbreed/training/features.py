@@ -17,8 +17,10 @@ import hashlib
 import json
 import os
 import re
+import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,9 +31,10 @@ ENV_FEATURE_CACHE = "DOGBREED_FEATURE_CACHE"
 ENV_FEATURE_THREADS = "DOGBREED_FEATURE_THREADS"
 FORMAT_VERSION = 1
 # Images per backbone call while filling the cache. No gradients are kept, so this is about
-# speed only: on CPU small batches keep activations in cache (ResNet50 bf16 on 2 cores:
-# 24.6 ms/image at 16, 30.9 at 64, 33.7 at 128); on a GPU big batches fill the device.
-FEATURE_BATCH = {"cpu": 16, "cuda": 128}
+# speed only: on CPU small batches keep activations in cache (ResNet50 bf16 on 2 vCPUs, 224 px,
+# augmented views, decoding included, 4 alternating rounds: 70.9 img/s at 8, 63.3 at 16); on a
+# GPU big batches fill the device.
+FEATURE_BATCH = {"cpu": 8, "cuda": 128}
 
 
 def feature_batch_size(precision) -> int:
@@ -117,20 +120,65 @@ class FeatureCache:
         return load_or_build(lambda: self._hit(key), self.root / f".{key.digest()}.lock", build)
 
 
-class _SeededView:
-    """Each item drawn with its own fixed seed: the same augmented view every time, in any worker."""
+class ViewImages:
+    """A split's images as one cache file sees them: the eval preset, or training view `seed`,
+    whose image i draws its augmentation with torch seeded by (seed * 1_000_003 + i): the same
+    view in any loader worker, thread or run. Item i: (float tensor [3, H, W], label), or None
+    for an image that cannot be read (a warning; the collate drops it)."""
 
-    def __init__(self, dataset, seed: int):
-        self.dataset, self.seed = dataset, seed
+    def __init__(self, samples: list[tuple[str, int]], preset, seed: int | None = None):
+        self.samples, self.preset, self.seed = samples, preset, seed
 
     def __len__(self):
-        return len(self.dataset)
+        return len(self.samples)
+
+    def draw(self, i: int):
+        """Image i's augmentation (None for the eval view), from its header; False if unreadable."""
+        if self.seed is None:
+            return None
+        import torch
+        from PIL import Image
+
+        path = self.samples[i][0]
+        try:
+            with Image.open(path) as im:
+                width, height = im.size
+                if im.getexif().get(ORIENTATION) in TRANSPOSING_ORIENTATIONS:  # load_rgb turns it upright
+                    width, height = height, width
+        except Exception as exc:
+            _skip(path, exc)
+            return False
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + i)
+            return self.preset.draw(width, height)
+
+    def array(self, i: int, augmentation):
+        """(channels-last float32 array [H, W, 3], label) of image i, or None."""
+        from dogbreed.training.data import load_rgb
+
+        path, label = self.samples[i]
+        if augmentation is False:
+            return None
+        try:
+            img = load_rgb(path)
+            return (self.preset.array(img, augmentation) if augmentation else self.preset.array(img)), label
+        except Exception as exc:
+            _skip(path, exc)
+            return None
 
     def __getitem__(self, i):
         import torch
 
-        torch.manual_seed(self.seed * 1_000_003 + i)
-        return self.dataset[i]
+        item = self.array(i, self.draw(i))
+        return None if item is None else (torch.from_numpy(item[0]).permute(2, 0, 1).contiguous(), item[1])
+
+
+ORIENTATION = 0x0112  # EXIF tag; orientations 5-8 swap width and height
+TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def _skip(path: str, exc: BaseException) -> None:
+    print(f"warning: skipping unreadable image {path}: {exc}", file=sys.stderr)
 
 
 def build_backbone_model(config, weights: str | None, cache: "FeatureCache | None" = None):
@@ -215,31 +263,26 @@ class ProgressPrinter:
         self.out(BuildProgress(self.what, done, total, rate, eta).line())
 
 
-def compute_features(backbone, dataset, precision, *, batch_size: int, workers: int,
+def compute_features(backbone, images: ViewImages, precision, *, batch_size: int, workers: int,
                      progress: Callable[[int, int], None] | None = None):
-    """Run the frozen backbone over `dataset` once; unreadable images are dropped. A CPU forward
-    that uses every core decodes in this process (bench_tune, 2 vCPUs: the 8 trials took 46.5 s
-    against 50.1 s with a loader process).
+    """Run the frozen backbone over `images` once; unreadable images are dropped.
     `progress(done, total)` after every batch (images, counting dropped ones)."""
     import torch
-    from torch.utils.data import DataLoader
-
-    from dogbreed.training.data import collate_skip_none
 
     from dogbreed.training.device import forward_fills_the_cpu
 
     if forward_fills_the_cpu(precision.device_type):
-        workers = 0  # decode between forward passes, not in a process competing with them
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        collate_fn=collate_skip_none)
+        batches = _decoded_between_passes(images, batch_size)
+    else:
+        batches = _loaded_alongside(images, batch_size, workers)
     feats, labels = [], []
-    total, done = len(dataset), 0
+    total, done = len(images), 0
     backbone.eval()
     if progress:
         progress(0, total)
-    with torch.random.fork_rng(devices=[]), torch.inference_mode():
-        for x, y in loader:
-            done = min(total, done + batch_size)
+    with torch.inference_mode():
+        for x, y, n in batches:
+            done += n
             if len(y) > 0:
                 with precision.autocast():
                     f = backbone(precision.prepare_input(x))
@@ -251,6 +294,37 @@ def compute_features(backbone, dataset, precision, *, batch_size: int, workers: 
     if not feats:
         return torch.empty(0, dim or 0), torch.empty(0, dtype=torch.long)
     return torch.cat(feats), torch.cat(labels)
+
+
+def _decoded_between_passes(images: ViewImages, batch_size: int):
+    """(x, y, images taken) batches for a CPU forward that uses every core: each batch is decoded by
+    a thread per core between forward passes, not by a loader process competing with them. x is
+    channels_last already. (ResNet50 bf16, 2 vCPUs, 224 px, batch 16, 4 alternating rounds: 63.3 img/s
+    with the threads, 61.0 decoding in the forward's own thread.)"""
+    import torch
+
+    from dogbreed.training.presets import ClassificationPresetEval
+
+    with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="decode") as pool:
+        for start in range(0, len(images), batch_size):
+            index = range(start, min(start + batch_size, len(images)))
+            draws = [images.draw(i) for i in index]  # here, in order: the RNG is torch's global one
+            items = [item for item in pool.map(images.array, index, draws) if item is not None]
+            x = ClassificationPresetEval.batch([a for a, _ in items]) if items else torch.empty(0)
+            yield x, torch.tensor([label for _, label in items], dtype=torch.long), len(index)
+
+
+def _loaded_alongside(images: ViewImages, batch_size: int, workers: int):
+    """(x, y, images taken) batches from loader processes that decode while the device computes."""
+    from torch.utils.data import DataLoader
+
+    from dogbreed.training.data import collate_skip_none
+
+    loader = DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        collate_fn=collate_skip_none)
+    total = len(images)
+    for k, (x, y) in enumerate(loader):
+        yield x, y, min(batch_size, total - k * batch_size)
 
 
 @contextlib.contextmanager
@@ -295,15 +369,16 @@ class FeatureSource:
 
         def compute():
             pre = self.config.preprocessing
+            samples = self.data.splits[split].samples
             if view == "eval":
-                dataset = self.data.dataset(split, ClassificationPresetEval.from_preprocessing(pre))
+                images = ViewImages(samples, ClassificationPresetEval.from_preprocessing(pre))
             else:
                 seed = int(view.rsplit("-", 1)[1]) + 1
-                dataset = _SeededView(self.data.dataset(split, ClassificationPresetTrain.from_preprocessing(pre)), seed)
+                images = ViewImages(samples, ClassificationPresetTrain.from_preprocessing(pre), seed)
             if self._inference is None:
                 self._inference = inference_backbone(self.backbone, self.precision)
             with all_cores():
-                return compute_features(self._inference, dataset, self.precision, batch_size=self.batch_size,
+                return compute_features(self._inference, images, self.precision, batch_size=self.batch_size,
                                         workers=self.workers, progress=ProgressPrinter(f"{split}/{view}"))
 
         return self.cache.get(self.key(split, view), compute)

@@ -37,13 +37,12 @@ from typing import Callable
 
 from dogbreed.training.features import data_fingerprint
 from dogbreed.training.files import load_or_build
-from dogbreed.training.presets import Preprocessing
+from dogbreed.training.presets import ClassificationPresetTrain, Preprocessing
 
 ENV_IMAGE_CACHE = "DOGBREED_IMAGE_CACHE"
 FORMAT_VERSION = 1
 PROGRESS_EVERY_S = 10.0  # a progress line at most this often while building
-TRAIN_SCALE = (0.5, 1.0)  # what ClassificationPresetTrain's RandomResizedCrop uses
-TRAIN_RATIO = (3 / 4, 4 / 3)
+TRAIN_SCALE, TRAIN_RATIO = ClassificationPresetTrain.SCALE, ClassificationPresetTrain.RATIO  # the same crops
 
 
 def default_cache_dir() -> Path:

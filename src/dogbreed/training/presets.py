@@ -74,27 +74,74 @@ def preprocessing_for(arch: str, weights: str | None, crop_size: int) -> Preproc
                          t.interpolation.value)
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """One training image's random draw: the crop box (top, left, height, width) and the flip."""
+
+    box: tuple[int, int, int, int]
+    flip: bool
+
+
 class ClassificationPresetTrain:
-    """Train-time augmentation: random resized crop and horizontal flip."""
+    """Train-time augmentation: random resized crop (scale 0.5-1) and horizontal flip, then the
+    same normalisation as evaluation. `draw` takes the random numbers from torch's global RNG in
+    the order torchvision's RandomResizedCrop + RandomHorizontalFlip would, and `array` applies
+    them; drawing apart from decoding lets threads decode while the draws stay reproducible."""
+
+    SCALE = (0.5, 1.0)
+    RATIO = (3 / 4, 4 / 3)
 
     def __init__(self, *, crop_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, hflip_prob: float = 0.5,
                  interpolation: str = DEFAULT_INTERPOLATION):
-        from torchvision import transforms as T
+        import numpy as np
+        from torchvision.transforms import InterpolationMode
 
-        self.transforms = T.Compose([
-            T.RandomResizedCrop(crop_size, scale=(0.5, 1.0), antialias=True,
-                                interpolation=T.InterpolationMode(interpolation)),
-            T.RandomHorizontalFlip(hflip_prob),
-            T.ToTensor(),
-            T.Normalize(mean, std),
-        ])
+        self.crop_size, self.hflip_prob = crop_size, hflip_prob
+        self.interpolation = InterpolationMode(interpolation)
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
 
     @classmethod
     def from_preprocessing(cls, p: Preprocessing) -> "ClassificationPresetTrain":
         return cls(crop_size=p.crop_size, mean=p.mean, std=p.std, interpolation=p.interpolation)
 
+    def draw(self, width: int, height: int) -> Augmentation:
+        import torch
+        from torchvision import transforms as T
+
+        shape_only = torch.empty(1, 1, 1).expand(1, height, width)  # get_params reads only the size
+        box = T.RandomResizedCrop.get_params(shape_only, list(self.SCALE), list(self.RATIO))
+        return Augmentation(tuple(box), bool(torch.rand(1) < self.hflip_prob))
+
+    def array(self, img, augmentation: Augmentation | None = None):
+        """RGB PIL image -> augmented, normalised float32 array [H, W, 3] (`draw` if not given)."""
+        import numpy as np
+        from torchvision.transforms import functional as F
+
+        aug = augmentation or self.draw(*img.size)
+        img = F.resized_crop(img, *aug.box, [self.crop_size, self.crop_size], self.interpolation, antialias=True)
+        if aug.flip:
+            img = F.hflip(img)
+        return normalize(np.asarray(img, dtype=np.uint8), self.mean, self.std)
+
     def __call__(self, img):
-        return self.transforms(img)
+        """RGB PIL image -> float tensor [3, H, W] (what ToTensor + Normalize give)."""
+        import torch
+
+        return torch.from_numpy(self.array(img)).permute(2, 0, 1).contiguous()
+
+
+def normalize(pixels, mean, std):
+    """uint8 array [..., 3] -> normalised float32 array: the float32 operations of ToTensor +
+    Normalize in their order, so the values are theirs bit for bit (the image cache's
+    NormalizingCollate does the same in torch)."""
+    import numpy as np
+
+    x = pixels.astype(np.float32)
+    x /= np.float32(255)
+    x -= mean
+    x /= std
+    return x
 
 
 class ClassificationPresetEval:
@@ -128,19 +175,7 @@ class ClassificationPresetEval:
         model runs in, so a batch of them needs no transposing copy (`batch`)."""
         import numpy as np
 
-        return self.normalize(np.asarray(self.resize_crop(img), dtype=np.uint8))
-
-    def normalize(self, pixels):
-        """uint8 array [..., 3] -> normalised float32 array: the float32 operations of ToTensor +
-        Normalize in their order, so the values are theirs bit for bit (the image cache's
-        NormalizingCollate does the same in torch)."""
-        import numpy as np
-
-        x = pixels.astype(np.float32)
-        x /= np.float32(255)
-        x -= self.mean
-        x /= self.std
-        return x
+        return normalize(np.asarray(self.resize_crop(img), dtype=np.uint8), self.mean, self.std)
 
     @staticmethod
     def batch(arrays):
