@@ -239,6 +239,7 @@ def test_stop_ends_an_unresponsive_tuning_driver_and_its_trials(cli, workspace, 
     trials = runner.list()
     driver = tuner.folder("hpo-hung").read().driver_pid
     os.kill(driver, signal.SIGSTOP)  # it cannot act on SIGTERM
+    os.killpg(runner.describe(trials[0].name).pid, signal.SIGKILL)  # one trial's script is gone already
     monkeypatch.setattr(tuning, "TERM_GRACE_S", 0.5)
     monkeypatch.setattr(tuning, "DRIVER_STOP_SLACK_S", 1.0)
     result = tuner.stop("hpo-hung")

@@ -321,8 +321,12 @@ class LocalJobRunner:
             os.kill(runner, signal.SIGTERM)
         if pid_alive(runner) and _wait_for(lambda: self.describe(name).status in TERMINAL, grace + 5):
             return self.describe(name)
-        desc = self.describe(name)  # no runner left to record the end: record it here
-        if desc.status != STOPPED:
+        return self.record_stopped(name)  # no runner left to record the end: record it here
+
+    def record_stopped(self, name: str) -> JobDescription:
+        """Record as Stopped a job stopped while nothing was left to record its end (unless it completed)."""
+        desc = self.describe(name)
+        if desc.status not in (STOPPED, COMPLETED):
             desc.status, desc.ended, desc.failure_reason = STOPPED, time.time(), "stopped with `dogbreed stop`"
             desc.extra["secondary_status"] = STOPPED
             self._write(desc)

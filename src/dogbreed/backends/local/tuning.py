@@ -489,8 +489,10 @@ class LocalTuner:
             os.kill(record.driver_pid, signal.SIGKILL)
             for trial in result.trials:
                 if trial.status == IN_PROGRESS:
-                    with contextlib.suppress(ConfigError, JobNotFoundError):
-                        self.runner.stop(trial.name)
+                    with contextlib.suppress(JobNotFoundError):
+                        with contextlib.suppress(ConfigError):  # its script may have ended with the driver
+                            self.runner.stop(trial.name)
+                        self.runner.record_stopped(trial.name)  # the driver ran its runner
         if self.folder(name).read().status == IN_PROGRESS:
             self.folder(name).update(status=STOPPED, failure_reason=_stopped_by_the_user(name))
         return self.describe(name)
