@@ -107,6 +107,34 @@ def test_small_puts_do_not_wait_for_100_continue_and_large_parts_do(aws, s3, tmp
     assert expect[("PUT", "big.bin")] == [b"100-continue", b"100-continue"]  # 9 MiB parts: S3 may refuse first
 
 
+@pytest.mark.parametrize("endpoint, body_hashed", [(None, False), ("http://s3.us-east-1.amazonaws.com", True)])
+def test_bodies_are_hashed_into_the_signature_only_where_botocore_would(aws, s3, tmp_path, monkeypatch,
+                                                                         endpoint, body_hashed):
+    """Over TLS a body whose CRC32 S3 validates goes as UNSIGNED-PAYLOAD, as botocore sends its own
+    checksummed uploads (no SHA-256 pass over every byte); plain http still hashes it."""
+    import boto3
+
+    from dogbreed.backends.sagemaker.s3 import upload_dataset
+
+    if endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    (tmp_path / "d" / "train" / "big.bin").write_bytes(b"\x02" * (11 * 1024 * 1024))
+    (tmp_path / "d" / "train" / "small.jpg").write_bytes(b"dog" * 100)
+    session, sent = boto3.Session(region_name="us-east-1"), []
+
+    def record(request, **kwargs):
+        if request.method == "PUT":
+            signed = request.headers["Authorization"].decode().split("SignedHeaders=")[1].split(",")[0]
+            sent.append((request.headers["X-Amz-Content-SHA256"].decode(), "x-amz-checksum-crc32" in signed))
+
+    session.events.register("before-send.s3", record)
+    upload_dataset(session, BUCKET, "us-east-1", tmp_path / "d", "u", part_size=5 * 1024 * 1024)
+    assert len(sent) == 4 and all(crc_signed for _, crc_signed in sent)  # 3 parts + 1 PUT
+    assert all((digest != "UNSIGNED-PAYLOAD") == body_hashed for digest, _ in sent)
+    assert_intact(s3, tmp_path / "d", "u/")
+
+
 def test_body_corrupted_in_transit_is_refused_and_sent_again(cli, workspace, data, s3_checks_crc32, monkeypatch):
     s3 = s3_checks_crc32
     path, key = victim_of(data)

@@ -33,6 +33,7 @@ from dogbreed.data.check import dataset_files
 from dogbreed.errors import ConfigError, DataError, DogbreedError
 
 PART_SIZE = 64 * 1024 * 1024  # larger files go multipart in parts of this size; dog photos are one PUT each
+CHECKSUM_HEADER = "x-amz-checksum-crc32"  # what ChecksumCRC32= sends
 EXPECT_ABOVE = 8 * 1024 * 1024  # PUT bodies up to this size are sent without waiting for `100 Continue`
 DEFAULT_CONCURRENCY = 16
 ATTEMPTS = 3  # sends of one file whose bytes S3 does not confirm, or that changes while being read
@@ -228,6 +229,8 @@ def s3_client(boto_session, concurrency: int):
                                                      retries={"mode": "standard", "max_attempts": 5},
                                                      request_checksum_calculation="when_required"))
     client.meta.events.register("before-sign.s3.PutObject", _send_small_bodies_at_once)
+    for operation in ("PutObject", "UploadPart"):
+        client.meta.events.register(f"before-sign.s3.{operation}", _declare_our_checksum)
     return client
 
 
@@ -238,6 +241,15 @@ def _send_small_bodies_at_once(request, **kwargs) -> None:
 
     if "Expect" in request.headers and (determine_content_length(request.data) or 0) <= EXPECT_ABOVE:
         del request.headers["Expect"]
+
+
+def _declare_our_checksum(request, **kwargs) -> None:
+    """Tell botocore which header carries the body's checksum. It looks only for Content-MD5 or a
+    checksum it computed itself, so with ours it also SHA-256-hashed every body into the signature;
+    knowing, it applies its own rule: over TLS, a body whose checksum S3 validates is sent as
+    UNSIGNED-PAYLOAD (the checksum header stays signed). Plain http still hashes every body."""
+    if CHECKSUM_HEADER in request.headers:
+        request.context.setdefault("checksum", {})["request_algorithm"] = {"in": "header", "name": CHECKSUM_HEADER}
 
 
 def upload_dataset(boto_session, bucket: str, region: str, path: str | Path, prefix: str, *,
