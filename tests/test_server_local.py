@@ -9,6 +9,7 @@ import base64
 import http.client
 import io
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -304,3 +305,14 @@ def test_serve_errors_are_one_line(tmp_path, workspace, cli):
     assert r.exit_code == 1 and "serves a model on this machine" in r.output
     r = cli("serve", str(tmp_path / "missing.tar.gz"))
     assert r.exit_code == 1 and "does not exist" in r.output
+
+
+def test_the_server_process_spins_openmp_threads_briefly_unless_the_user_said_otherwise():
+    code = ("import contextlib, os, sys\nfrom dogbreed.serving import server\n"
+            "with contextlib.redirect_stdout(open(os.devnull, 'w')), contextlib.suppress(SystemExit):\n"
+            "    server.main(['--help'])\n"
+            "print(os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)")
+    for env, expected in (({}, "30000 False"), ({"GOMP_SPINCOUNT": "1000"}, "1000 False")):
+        environ = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"} | env
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=environ)
+        assert proc.stdout.strip() == expected, proc.stderr

@@ -31,6 +31,7 @@ from dogbreed.serving.errors import ModelLoadError
 from dogbreed.serving.http_server import make_http_server
 from dogbreed.serving.limits import DECODE_BUDGET_BYTES, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, MAX_LOG_BYTES
 from dogbreed.serving.page import PageInfo
+from dogbreed.training.device import shorten_openmp_spin
 
 ENV_TOKEN = "DOGBREED_ENDPOINT_TOKEN"
 
@@ -125,6 +126,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    shorten_openmp_spin()
     args = get_args_parser().parse_args(argv)
     try:
         serve(args.model_dir, host=args.host, port=args.port, entry_point=args.entry_point,

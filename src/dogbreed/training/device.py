@@ -77,6 +77,20 @@ def forward_fills_the_cpu(device_type: str) -> bool:
     return device_type == "cpu" and (os.cpu_count() or 1) <= torch.get_num_threads()
 
 
+# libgomp's threads spin after every parallel region before they sleep (GOMP_SPINCOUNT, 300,000
+# by default: milliseconds on this CPU). A server that decodes the next requests between forward
+# passes decodes beside that spinning; 30,000 still spans the gaps between one forward's regions.
+# Forward pass of 8 + decoding 8 photos after it (resnet50 bf16, 2 vCPUs, 12 alternating pairs):
+# 30,000 faster in 10 of 12, median +3.7%; decoding after the forward 10-11 ms instead of 16.
+SERVING_SPINCOUNT = "30000"
+
+
+def shorten_openmp_spin(environ=os.environ) -> None:
+    """For a process that decodes between forward passes: call before torch is imported (libgomp
+    reads the variable when it loads); a value the user set wins."""
+    environ.setdefault("GOMP_SPINCOUNT", SERVING_SPINCOUNT)
+
+
 def select_precision(device: str = "auto", mixed: str = "auto", local_rank: int = 0) -> Precision:
     """`device`: auto|cpu|cuda; `mixed`: auto|on|off (bf16 on CPU, AMP on CUDA)."""
     import torch
