@@ -26,6 +26,16 @@ TINY_HPS = {"arch": "resnet18", "weights": "none", "image-size": 48, "freeze": "
             "workers": 0, "mixed-precision": "off"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _image_cache_of_this_run(tmp_path_factory):
+    """Training jobs in the tests cache decoded images in this run's temp folder, not in the
+    shared default under /tmp that would outlive the run."""
+    folder = tmp_path_factory.mktemp("image-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DOGBREED_IMAGE_CACHE", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def sample_data(tmp_path_factory) -> Path:
     """5 breeds x (16 train, 4 valid, 4 test) images of 48 px, generated once per session."""

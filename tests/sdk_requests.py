@@ -55,8 +55,8 @@ def _model_tar(folder: Path) -> Path:
     return tar_path
 
 
-def capture() -> dict:
-    """{command: {operation: [request, ...]}} for every command, each in a fresh moto."""
+def capture(tmp: Path) -> dict:
+    """{command: {operation: [request, ...]}} for every command, each in a fresh moto; files in `tmp`."""
     import botocore.handlers
     import pytest
     from botocore.awsrequest import AWSResponse
@@ -68,7 +68,6 @@ def capture() -> dict:
     from tests.moto_support import BUCKET, ROLE_ARN, SDK, fill_moto_gaps, no_sdk_sleep, seed_tuning_result
 
     out: dict = {"major": sdk.major(), "commands": {}}
-    tmp = Path(tempfile.mkdtemp(prefix="sdk-requests-"))
     (tmp / "sm.yaml").write_text("")
     model_tar = _model_tar(tmp)
     for name, args in commands(BUCKET, ROLE_ARN, f"s3://{BUCKET}/jobs/train-1/output/model.tar.gz").items():
@@ -120,7 +119,8 @@ def main() -> None:
     import logging
 
     logging.disable(logging.WARNING)  # the SDKs' INFO/WARNING lines are not the output
-    requests = capture()
+    with tempfile.TemporaryDirectory(prefix="sdk-requests-") as tmp:
+        requests = capture(Path(tmp))
     sys.stdout.write(json.dumps(requests, sort_keys=True) + "\n")
 
 

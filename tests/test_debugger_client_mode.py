@@ -64,12 +64,15 @@ def hook_tensors(tmp_path, job_env: dict, lr: float):
     hook_env = {k: v for k, v in job_env.items() if k.startswith("DOGBREED_HOOK_")}
     hook_env["DOGBREED_HOOK_CONFIG"] = json.dumps({"LocalPath": str(tmp_path / "tensors")})
     src = os.path.join(os.path.dirname(__file__), "..", "src")
-    env = {**os.environ, **hook_env, "SAGEMAKER_BASE_DIR": str(tmp_path / "no-base"),
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, **hook_env, "SAGEMAKER_BASE_DIR": str(tmp_path / "no-base"), "TMPDIR": str(scratch),
            "TRAINING_JOB_NAME": "as-on-sagemaker",  # smdebug then writes no end marker: our hook must
            "PYTHONPATH": os.path.abspath(src)}
     proc = subprocess.run([sys.executable, "-c", HOOK_RUN, str(lr)], env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
+    assert not list(scratch.glob("dogbreed-*"))  # the hook config copy was removed once smdebug read it
     return tmp_path / "tensors"
 
 

@@ -1,5 +1,6 @@
 """The local job runner for real: subprocess jobs in /opt/ml-style folders."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -41,6 +42,21 @@ def read_until_first_epoch(proc: subprocess.Popen) -> None:
     for line in proc.stdout:
         if line.startswith("epoch 1/"):
             break
+
+
+@pytest.mark.slow
+def test_two_processes_train_under_torchrun_with_its_files_in_the_job_folder(runner, sample_data, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    job = runner.run(dataclasses.replace(spec(sample_data, epochs=2), entry_point="train_model.py", processes=2))
+    assert job.status == COMPLETED, job.failure_reason
+    layout = runner.layout(job.name)
+    log = layout.log_file.read_text()
+    assert "2 processes" in log
+    assert log.count("#metric epoch=") == 2  # rank 0 only
+    result = json.loads((layout.output_data_dir / "metrics.json").read_text())
+    assert result["test"]["n"] == 20  # shards summed across both ranks, nothing counted twice
+    assert (layout.model_dir / "model.pth").is_file()
+    assert (layout.root / "torchrun").is_dir()  # torchrun's --log-dir, instead of a new /tmp/torchelastic_*
 
 
 def test_completed_job_layout_metrics_and_artifact(runner, sample_data):
@@ -150,8 +166,11 @@ def test_killed_job_restarts_from_its_last_checkpoint(runner, sample_data):
     os.killpg(runner.describe(running.name).pid, signal.SIGKILL)
     killed = running.wait(60)
     assert killed.status == FAILED and "signal 9" in killed.failure_reason
+    partial = layout.checkpoint_dir / f".checkpoint.pth.{killed.pid}.tmp"  # as if killed mid-save
+    partial.write_bytes(b"half a checkpoint")
     resumed = runner.restart(running.name)
     assert resumed.status == COMPLETED, resumed.failure_reason
+    assert not list(layout.checkpoint_dir.glob(".*.tmp"))  # not uploaded with the checkpoints forever
     log = layout.log_file.read_text()
     assert "resumed from" in log
     assert resumed.metric_series["epoch"][-1] == 3.0

@@ -83,6 +83,18 @@ def test_debugger_and_profiler_can_be_turned_off(cli, workspace, sagemaker_train
     assert req["ProfilerConfig"]["DisableProfiler"] is True and not req.get("ProfilerRuleConfigurations")
 
 
+def test_the_staged_source_dir_is_gone_once_uploaded(cli, workspace, sagemaker_training, tmp_path, monkeypatch):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    r = cli(*AWS, "train", *TINY, "--no-wait")
+    assert r.exit_code == 0, r.output
+    assert len(sagemaker_training) == 1
+    assert list(scratch.iterdir()) == []  # not a dogbreed-src-* folder per job left in /tmp
+
+
 def test_report_downloads_outputs_from_s3(cli, workspace, sagemaker_training, tmp_path):
     import boto3
 

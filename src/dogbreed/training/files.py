@@ -37,10 +37,33 @@ def load_or_build(load: Callable[[], T | None], lock: Path, build: Callable[[], 
 def torch_save_atomic(obj, path: Path) -> None:
     """`torch.save` under a temporary name private to this process, then rename: a reader (a
     parallel trial, a resumed job, the job runner packing the model) sees the old file or the
-    new one, never a half-written one."""
+    new one, never a half-written one. A failed write (disk full) leaves no partial file, and
+    the partial file of a writer that was killed is removed by the next write."""
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_partial_writes_of_dead_processes(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _remove_partial_writes_of_dead_processes(path: Path) -> None:
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

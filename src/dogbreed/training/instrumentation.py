@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -233,14 +234,22 @@ def load_debugger_hook(environ=None, warn=None) -> DebuggerHook | None:
     missing, so training goes on without it."""
     env = os.environ if environ is None else environ
     warn = warn or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    path, end_marker_dir = hook_config_path(environ), None
-    if not path.is_file() and env.get(DOGBREED_HOOK_CONFIG):
-        try:
-            path, end_marker_dir = _client_hook_config(env)
-        except (ValueError, KeyError, TypeError, OSError) as exc:
-            warn(f"debugger: ${DOGBREED_HOOK_CONFIG} is not a usable hook config ({exc}); "
-                 "training without the debugger hook")
-            return None
+    path = hook_config_path(environ)
+    if path.is_file() or not env.get(DOGBREED_HOOK_CONFIG):
+        return _hook_from(path, None, warn)
+    try:
+        path, end_marker_dir = _client_hook_config(env)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        warn(f"debugger: ${DOGBREED_HOOK_CONFIG} is not a usable hook config ({exc}); "
+             "training without the debugger hook")
+        return None
+    try:
+        return _hook_from(path, end_marker_dir, warn)
+    finally:  # smdebug has read our copy of the config by now
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _hook_from(path: Path, end_marker_dir: Path | None, warn) -> DebuggerHook | None:
     if not path.is_file():
         return None
     try:

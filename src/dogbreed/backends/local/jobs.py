@@ -222,7 +222,7 @@ class LocalJobRunner:
         # makes of hyperparameters.json: decoding drops SageMaker's reserved keys (`sagemaker_*`,
         # the tuner's objective), which the script's argument parser would reject.
         cmd = python_command(desc.entry_point, hp.to_cmd_args(hp.decode(hp.encode(user_hps))),
-                             int(desc.extra.get("processes") or 1))
+                             int(desc.extra.get("processes") or 1), layout.root)
         plugins = _load_plugins()
         series: dict[str, list[float]] = {}
         desc.started, desc.pid = time.time(), None

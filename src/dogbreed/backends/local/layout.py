@@ -132,8 +132,8 @@ def _num_gpus() -> int:
     return len([d for d in os.listdir("/dev") if d.startswith("nvidia") and d[6:].isdigit()])
 
 
-def python_command(entry_point: str, args: list[str], processes: int) -> list[str]:
-    if processes > 1:
+def python_command(entry_point: str, args: list[str], processes: int, job_root: Path) -> list[str]:
+    if processes > 1:  # torchrun's own files go with the job, not into a new folder under /tmp per run
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-                entry_point, *args]
+                f"--log-dir={job_root / 'torchrun'}", entry_point, *args]
     return [sys.executable, entry_point, *args]

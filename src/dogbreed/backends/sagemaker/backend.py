@@ -9,7 +9,7 @@ from pathlib import Path
 from dogbreed.backends.base import Backend, JobDescription, TrainingJobSpec
 from dogbreed.backends.sagemaker import training
 from dogbreed.backends.sagemaker.session import AwsContext, AwsSettings
-from dogbreed.backends.sagemaker.source import stage_source_dir
+from dogbreed.backends.sagemaker.source import staged_source
 from dogbreed.workspace import Workspace
 
 
@@ -52,8 +52,8 @@ class SageMakerBackend(Backend):
         spec, instrumentation, debugger_line = instrument(self.ctx, spec)
         if log:
             log(debugger_line)
-        source = stage_source_dir(requirements=not self.ctx.settings.network_isolation)
-        name, wait_for = training.start(self.ctx, spec, str(source), instrumentation)
+        with staged_source(requirements=not self.ctx.settings.network_isolation) as source:
+            name, wait_for = training.start(self.ctx, spec, source, instrumentation)
         if wait:
             with training.interrupted_wait("training job", name, f"dogbreed --backend sagemaker jobs {name}"):
                 wait_for(bool(log))
@@ -110,7 +110,8 @@ class SageMakerBackend(Backend):
         from dogbreed.backends.sagemaker import tuning
 
         # trials run without the hook (a tuning job has no Debugger config): nothing to pip-install
-        name = tuning.start(self.ctx, spec, str(stage_source_dir(requirements=False)))
+        with staged_source(requirements=False) as source:
+            name = tuning.start(self.ctx, spec, source)
         return self.attach_tuning(name, wait=wait, progress=progress)
 
     def attach_tuning(self, name, *, wait=True, progress=None):
@@ -185,7 +186,8 @@ class SageMakerBackend(Backend):
         """A Batch Transform job over spec.source (an S3 prefix); its answers land in spec.out."""
         from dogbreed.backends.sagemaker import transform
 
-        return transform.run(self.ctx, spec, str(stage_source_dir()), log)
+        with staged_source() as source:
+            return transform.run(self.ctx, spec, source, log)
 
     def estimate_plan(self, spec, rates):
         """A dogbreed.planning.Plan for `spec` from measured `rates` and the price table."""
@@ -208,7 +210,8 @@ class SageMakerBackend(Backend):
         from dogbreed.backends.sagemaker import endpoints
 
         # no requirements.txt: the container would pip-install it at every cold start
-        return endpoints.deploy(self.ctx, spec, str(stage_source_dir(requirements=False)), log)
+        with staged_source(requirements=False) as source:
+            return endpoints.deploy(self.ctx, spec, source, log)
 
     def list_endpoints(self):
         from dogbreed.backends.sagemaker import endpoints

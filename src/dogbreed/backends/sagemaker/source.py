@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dogbreed.job_folder import scripts_dir
@@ -23,10 +25,18 @@ PACKAGE_PARTS = ("__init__.py", "errors.py", "_imports.py", "training", "serving
 REQUIREMENTS = ["smdebug>=1.0.34"]
 
 
-def stage_source_dir(dest: str | Path | None = None, *, requirements: bool = True) -> Path:
-    """Copy scripts/*.py and the torch-only package parts into a fresh folder (with
-    `requirements.txt` when `requirements`); return it."""
-    dest = Path(dest or tempfile.mkdtemp(prefix="dogbreed-src-"))
+@contextmanager
+def staged_source(*, requirements: bool = True) -> Iterator[str]:
+    """The source dir in a temp folder, removed once the SDK has uploaded it (the SDK reads it
+    only while it starts the job or creates the model)."""
+    with tempfile.TemporaryDirectory(prefix="dogbreed-src-") as tmp:
+        yield str(stage_source_dir(tmp, requirements=requirements))
+
+
+def stage_source_dir(dest: str | Path, *, requirements: bool = True) -> Path:
+    """Copy scripts/*.py and the torch-only package parts into `dest` (with `requirements.txt`
+    when `requirements`); return it."""
+    dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     for script in scripts_dir().glob("*.py"):
         shutil.copy2(script, dest / script.name)
