@@ -27,13 +27,13 @@ TINY_HPS = {"arch": "resnet18", "weights": "none", "image-size": 48, "freeze": "
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _image_cache_of_this_run(tmp_path_factory):
-    """Training jobs in the tests cache decoded images in this run's temp folder, not in the
-    shared default under /tmp that would outlive the run."""
-    folder = tmp_path_factory.mktemp("image-cache")
+def _caches_of_this_run(tmp_path_factory):
+    """Scripts run outside a workspace cache decoded images and backbone features in this run's
+    temp folder, not in the shared defaults under /tmp that would outlive the run."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DOGBREED_IMAGE_CACHE", str(folder))
-        yield folder
+        for var in ("DOGBREED_IMAGE_CACHE", "DOGBREED_FEATURE_CACHE"):
+            mp.setenv(var, str(tmp_path_factory.mktemp(var.lower())))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -59,7 +59,8 @@ def test_two_processes_train_under_torchrun_with_its_files_in_the_job_folder(run
     assert (layout.root / "torchrun").is_dir()  # torchrun's --log-dir, instead of a new /tmp/torchelastic_*
 
 
-def test_completed_job_layout_metrics_and_artifact(runner, sample_data):
+def test_completed_job_layout_metrics_and_artifact(runner, sample_data, workspace, monkeypatch):
+    monkeypatch.delenv("DOGBREED_IMAGE_CACHE")  # the default: the workspace's cache
     lines = []
     job = runner.run(spec(sample_data, **{"batch-size": 40}), log=lines.append)
     assert job.status == COMPLETED, job.failure_reason
@@ -74,6 +75,7 @@ def test_completed_job_layout_metrics_and_artifact(runner, sample_data):
     assert "#metric valid_loss=" in layout.log_file.read_text()
     with tarfile.open(job.model_data) as tar:
         assert sorted(tar.getnames()) == ["labels.json", "model.pth", "model_config.json"]
+    assert sorted((workspace / "cache" / "images").glob("images-*.json"))  # the decoded images, kept
     again = runner.describe(job.name)
     assert again.status == COMPLETED and again.model_data == job.model_data
     assert [j.name for j in runner.list()] == [job.name]

@@ -37,6 +37,7 @@ from dogbreed.backends.local.processes import (TERM_GRACE_S, ctrl_c_stops_group,
 from dogbreed.errors import ConfigError, DataError, JobNotFoundError, StateError
 from dogbreed.job_folder import scripts_dir
 from dogbreed.training import metrics
+from dogbreed.training.image_cache import ENV_IMAGE_CACHE
 from dogbreed.workspace import Workspace, atomic_write_json
 
 PLUGINS: list[str] = ["dogbreed.backends.local.debugger:DebuggerPlugin"]
@@ -215,6 +216,8 @@ class LocalJobRunner:
         user_hps = dict(desc.hyperparameters)
         channels = {"training": layout.channel_dir("training")}
         env = dict(os.environ)
+        # decoded images are kept with the workspace, like the features, not in a tmpfs /tmp
+        env.setdefault(ENV_IMAGE_CACHE, str(self.ws.cache_dir / "images"))
         env.update(layout.environment(job_name=name, entry_point=desc.entry_point, user_hps=user_hps,
                                       channels=channels))
         env.update(desc.extra.get("env") or {})
