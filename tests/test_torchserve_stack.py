@@ -160,10 +160,12 @@ def test_serving_rule_follows_the_instance_type():
     assert instance_shape("ml.m5.large") == (2, 0) and instance_shape("ml.c5.9xlarge") == (36, 0)
     assert instance_shape("ml.g5.xlarge") == (4, 1) and instance_shape("ml.g5.12xlarge") == (48, 4)
     big = container_env("ml.c5.4xlarge")
-    assert (big["SAGEMAKER_TS_MAX_WORKERS"], big["OMP_NUM_THREADS"]) == ("4", "4")
+    assert (big["SAGEMAKER_TS_MAX_WORKERS"], big["OMP_NUM_THREADS"], big["GOMP_SPINCOUNT"]) == ("4", "4", "30000")
+    assert container_env("ml.m5.large", {"GOMP_SPINCOUNT": "300000"})["GOMP_SPINCOUNT"] == "300000"
     gpu = container_env("ml.g5.12xlarge", {"SAGEMAKER_TS_BATCH_SIZE": "32"})
     assert [gpu[k] for k in ("SAGEMAKER_TS_MAX_WORKERS", "OMP_NUM_THREADS", "SAGEMAKER_TS_BATCH_SIZE")] == \
         ["4", "12", "32"]
+    assert "GOMP_SPINCOUNT" not in gpu  # decoding there runs beside the GPU, not between CPU forwards
     serverless = container_env(None)
     assert "SAGEMAKER_TS_BATCH_SIZE" not in serverless and serverless["TS_ENABLE_MODEL_API"] == "true"
     with pytest.raises(ValueError, match="not a SageMaker instance type"):
