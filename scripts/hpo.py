@@ -8,10 +8,7 @@ frozen backbone (--freeze head) only the head trains, on cached backbone feature
 """
 
 from dogbreed.training.args import add_hpo_args, get_args_parser
-from dogbreed.training.device import shorten_openmp_spin
 from dogbreed.training.run import script_main
-
-shorten_openmp_spin()  # before torch loads: the feature cache decodes images between forward passes
 
 
 def parse_args(argv=None):

@@ -82,10 +82,6 @@ def forward_fills_the_cpu(device_type: str) -> bool:
 # passes decodes beside that spinning; 30,000 still spans the gaps between one forward's regions.
 # Forward pass of 8 + decoding 8 photos after it (resnet50 bf16, 2 vCPUs, 12 alternating pairs):
 # 30,000 faster in 10 of 12, median +3.7%; decoding after the forward 10-11 ms instead of 16.
-# The feature cache decodes each batch between forward passes too (a thread per core): 256
-# augmented 224 px images through resnet50 bf16, fresh processes, 9 alternating pairs: 30,000
-# faster in 8, median 71.2 vs 63.4 img/s. Used by the local server, TorchServe's CPU workers
-# (deploy's env), hpo.py and the warm trial workers.
 SERVING_SPINCOUNT = "30000"
 
 

@@ -170,9 +170,6 @@ def serve(ctrl: socket.socket) -> None:
     import importlib
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # its own session; it ends with the driver
-    from dogbreed.training.device import shorten_openmp_spin
-
-    shorten_openmp_spin()  # what hpo.py does before torch loads; here torch loads for every trial
     for module in PRELOAD:
         try:
             importlib.import_module(module)
