@@ -214,6 +214,19 @@ def test_unusable_client_settings_train_on_without_them(tmp_path, capsys):
     assert "DOGBREED_HOOK_CONFIG is not a usable hook config" in err and "no system metrics" in err
 
 
+def test_a_hook_config_without_its_tensor_folder_is_refused_and_leaves_no_temp_folder(tmp_path, capsys,
+                                                                                        monkeypatch):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    env = {"DOGBREED_HOOK_CONFIG": "{}", "SAGEMAKER_BASE_DIR": str(tmp_path)}
+    assert I.load_debugger_hook(env) is None
+    assert "DOGBREED_HOOK_CONFIG is not a usable hook config ('LocalPath')" in capsys.readouterr().err
+    assert list(scratch.iterdir()) == []
+
+
 def test_fused_reductions_equal_smdebugs_own():
     """The hook's reductions, computed together, are the values smdebug computes one by one."""
     import torch

@@ -224,9 +224,14 @@ def _client_hook_config(env) -> tuple[Path, Path] | None:
     numbered = sorted((int(k.removeprefix(DOGBREED_HOOK_COLLECTION)), json.loads(v)) for k, v in env.items()
                       if k.startswith(DOGBREED_HOOK_COLLECTION))
     doc.setdefault("CollectionConfigurations", []).extend(c for _, c in numbered)
-    path = Path(tempfile.mkdtemp(prefix="dogbreed-hook-")) / "debughookconfig.json"
-    path.write_text(json.dumps({"HookParameters": {}, "S3OutputPath": "", **doc}))
-    return path, Path(doc["LocalPath"])
+    tensors = Path(doc["LocalPath"])  # KeyError before any folder exists
+    folder = Path(tempfile.mkdtemp(prefix="dogbreed-hook-"))
+    try:
+        (folder / "debughookconfig.json").write_text(json.dumps({"HookParameters": {}, "S3OutputPath": "", **doc}))
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder / "debughookconfig.json", tensors
 
 
 def load_debugger_hook(environ=None, warn=None) -> DebuggerHook | None:
