@@ -171,19 +171,19 @@ def _forked_trial_cpu_main(job_dir: str, trials: int) -> None:
     env.update(desc["extra"].get("env") or {})
     cpu = []
     for i in range(trials):
-        scratch = Path(tempfile.mkdtemp(prefix="forked-trial-"))
-        argv = ["hpo.py", *hp.to_cmd_args(hp.decode(hp.encode(desc["hyperparameters"]))),
-                "--model-dir", str(scratch / "model"), "--output-data-dir", str(scratch / "out"),
-                "--checkpoint-dir", str(scratch / "ckpt")]
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(r)
-            tw._run_trial({"argv": argv, "cwd": str(layout.code_dir), "env": env}, w)
-        os.close(w)
-        with os.fdopen(r) as fh:
-            fh.read()
-        _, status, usage = os.wait4(pid, 0)
+        with tempfile.TemporaryDirectory(prefix="forked-trial-") as scratch:
+            argv = ["hpo.py", *hp.to_cmd_args(hp.decode(hp.encode(desc["hyperparameters"]))),
+                    "--model-dir", f"{scratch}/model", "--output-data-dir", f"{scratch}/out",
+                    "--checkpoint-dir", f"{scratch}/ckpt"]
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(r)
+                tw._run_trial({"argv": argv, "cwd": str(layout.code_dir), "env": env}, w)
+            os.close(w)
+            with os.fdopen(r) as fh:
+                fh.read()
+            _, status, usage = os.wait4(pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"forked trial failed: exit {os.waitstatus_to_exitcode(status)}")
         cpu.append(round(usage.ru_utime + usage.ru_stime, 3))

@@ -54,6 +54,7 @@ class TorchServeStack:
         self.model_dir = Path(model_dir).resolve()
         self.env = dict(env or {})
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="torchserve-stack-"))
+        self._own_run_dir = run_dir is None  # removed on leaving the `with` block
         self.port, self.metrics_port, self.grpc_ports = free_port(), free_port(), (free_port(), free_port())
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -184,3 +185,5 @@ class TorchServeStack:
 
     def __exit__(self, *exc):
         self.stop()
+        if self._own_run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
