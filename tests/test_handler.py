@@ -156,6 +156,10 @@ def test_model_fn_checks_bf16_against_fp32(loaded):
         assert loaded.agreement is None and loaded.precision.dtype is None
     assert loaded.breeds == [f"Breed {i}" for i in range(1, 6)]
     assert not loaded.model.training
+    import torch
+
+    convs = [m.weight.dtype for m in loaded.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and set(convs) == {torch.bfloat16 if loaded.precision.dtype == "bfloat16" else torch.float32}
 
 
 def test_input_fn_preprocesses_exactly_like_validation(loaded):

@@ -117,3 +117,27 @@ def test_the_cli_and_the_scripts_share_one_set_of_choices_and_defaults():
         assert getattr(args, name) == getattr(config, name) == getattr(choices, f"DEFAULT_{name.upper()}"), name
     assert args.weights == choices.DEFAULT_WEIGHTS
     assert tuple(options.ARCH_CHOICES) == tuple(M.ARCHS) and tuple(options.FREEZE_CHOICES) == choices.FREEZE_CHOICES
+
+
+@pytest.mark.parametrize("head", ["linear", "mlp"])
+def test_a_frozen_network_stores_its_low_precision_weights_and_answers_as_autocast_does(head):
+    from dogbreed.training.device import Precision
+
+    bf16 = Precision("cpu", "bfloat16", True)
+    model = M.fold_batchnorm(M.build_model(cfg(arch="resnet18", head=head, image_size=32), "none").eval())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.inference_mode(), bf16.autocast():
+        as_autocast = bf16.prepare_model(model)(bf16.prepare_input(x))
+        frozen_model = bf16.prepare_frozen(model)
+        frozen = frozen_model(bf16.prepare_input(x))
+    assert torch.equal(as_autocast, frozen)
+    layers = [m for m in frozen_model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert layers and all(p.dtype == torch.bfloat16 for m in layers for p in m.parameters())
+    assert all(p.dtype == torch.float32 for m in frozen_model.modules()
+               if not isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for p in m.parameters(recurse=False))
+
+    fp32 = Precision("cpu", None, False)
+    plain = M.build_model(cfg(arch="resnet18", image_size=32), "none").eval()
+    assert all(p.dtype == torch.float32 for p in fp32.prepare_frozen(plain).parameters())

@@ -54,7 +54,7 @@ class LoadedModel:
 # -- model -------------------------------------------------------------------------------------
 def model_fn(model_dir: str, device: str = "auto", mixed_precision: str = "auto") -> LoadedModel:
     """Load the artifact once: eval mode, no grad, BatchNorm folded into the convolutions, the
-    fastest precision that keeps fp32's answers."""
+    fastest precision that keeps fp32's answers (its weights stored in it: `Precision.prepare_frozen`)."""
     import torch
 
     from dogbreed.training.device import Precision, select_precision
@@ -74,7 +74,7 @@ def model_fn(model_dir: str, device: str = "auto", mixed_precision: str = "auto"
         if agreement < MIN_BF16_AGREEMENT and mixed_precision != "on":
             precision = fp32
             model = model.to(memory_format=torch.contiguous_format)  # the check left it channels_last
-    model = precision.prepare_model(model)
+    model = precision.prepare_frozen(model)
     return LoadedModel(model, cfg, [breed_name(c) for c in cfg.classes], precision,
                        ClassificationPresetEval.from_preprocessing(cfg.preprocessing), agreement)
 

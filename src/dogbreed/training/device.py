@@ -56,6 +56,22 @@ class Precision:
             model = model.to(memory_format=torch.channels_last)
         return model
 
+    def prepare_frozen(self, model):
+        """`prepare_model` for a network that only runs forward (serving, the feature cache), with the
+        weights autocast computes in low precision (convolutions, linear layers) stored in it. Autocast
+        keeps a cast weight only while it requires grad, so a frozen fp32 network had every such weight
+        cast again on each call (ResNet50 bf16, 2 vCPUs: batch 1 18.6 -> 16.9 ms, batch 8 100.5 ->
+        97.7 ms). Under autocast the outputs are the same bit for bit; run it only under autocast."""
+        model = self.prepare_model(model)
+        if self.dtype is not None:
+            import torch
+
+            low = getattr(torch, self.dtype)
+            for layer in model.modules():
+                if isinstance(layer, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear)):
+                    layer.to(low)
+        return model
+
     def prepare_input(self, x):
         import torch
 

@@ -210,10 +210,11 @@ def build_backbone_model(config, weights: str | None, cache: "FeatureCache | Non
 
 def inference_backbone(backbone, precision):
     """The frozen backbone as it computes features: BatchNorm folded (model.fold_batchnorm), on
-    the precision's device and memory format. The model that is saved keeps its own layers."""
+    the precision's device, memory format and weight precision (`Precision.prepare_frozen`). The
+    model that is saved keeps its own layers."""
     from dogbreed.training.model import fold_batchnorm
 
-    return precision.prepare_model(fold_batchnorm(backbone.eval()))
+    return precision.prepare_frozen(fold_batchnorm(backbone.eval()))
 
 
 @dataclass(frozen=True)
