@@ -16,7 +16,8 @@ endpoint with `dogbreed predict` vs the bare batched forward, side by side in on
 - bare model: the trained model as torch runs it (its own layers, bf16 autocast, channels_last),
   forward only, on a batch already decoded and preprocessed in memory (batch = --batch-size).
 - bare, as served: the same with the forward ours runs (BatchNorm folded into the convolutions,
-  handler.model_fn): what is left between ours and it is the scoring pipeline's own cost.
+  bf16 weights stored once: handler.model_fn): what is left between ours and it is the scoring
+  pipeline's own cost.
 Rounds alternate ours / endpoint / bare; the table reports medians and the median per-round
 ratio, since this shared machine's speed drifts from minute to minute.
 Full: resnet50 --weights none, 224 px, 133 classes, 640 images. --quick: resnet18, 112 px, 64 images.
