@@ -281,6 +281,45 @@ def test_file_that_changes_while_it_is_uploaded(cli, workspace, data, s3, monkey
     assert_intact(s3, data, PREFIX)
 
 
+
+@pytest.mark.parametrize("changes, code", [(1, 0), (99, 1)])
+def test_file_that_changes_while_it_is_read_is_not_sent_as_read(cli, workspace, data, s3, monkeypatch, changes,
+                                                                  code):
+    """A write between the read and the stamp taken after it: those bytes are never PUT."""
+    import os
+
+    path, key = victim_of(data)
+    real_read, edits, sent = os.read, [], []
+
+    def read_then_written(fd, n):  # another process appends right after our read of the victim
+        out = real_read(fd, n)
+        if os.readlink(f"/proc/self/fd/{fd}") == str(path.resolve()) and len(edits) < changes:
+            edits.append(1)
+            with open(path, "ab") as fh:
+                fh.write(b"x")
+        return out
+
+    def count_put(params, **kwargs):
+        if params["Key"] == key:
+            sent.append(len(params["Body"]))
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "read", read_then_written)
+        on_every_session(m, "before-parameter-build.s3.PutObject", count_put)
+        r = cli("--bucket", BUCKET, "data", "upload", data)
+    assert r.exit_code == code, r.output
+    if code:
+        rel = path.relative_to(data).as_posix()
+        assert (f"Error: not uploaded: {rel}: it changed while being read; run the upload again once it is no "
+                "longer written to.") in r.output
+        assert sent == [] and key not in keys(s3, PREFIX)
+        r = cli("--bucket", BUCKET, "data", "upload", data)  # the writer has finished
+        assert r.exit_code == 0, r.output
+        assert "1 to upload" in r.output
+    else:
+        assert sent == [path.stat().st_size]  # one PUT, of the bytes as they were after the write
+    assert_intact(s3, data, PREFIX)
+
 def test_multipart_objects_are_verified_by_their_composite_etag(aws, s3, tmp_path, monkeypatch):
     import boto3
 

@@ -299,6 +299,26 @@ def _stamp(path: Path) -> Stamp:
     return stamp_of(os.stat(path))
 
 
+def _read(path: Path, limit: int) -> tuple[Stamp, bytes | None, bool]:
+    """(stamp, bytes, unchanged while read) of a file, its bytes read whole through the one descriptor its
+    stamp comes from; bytes None past `limit` (multipart reads it in parts). Half the system calls of a
+    stat, `read_bytes` and a second stat: with 16 threads, each is a hand-over of the GIL."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        before = stamp_of(os.fstat(fd))
+        if before[0] > limit:
+            return before, None, True
+        data = os.read(fd, before[0])
+        while len(data) < before[0]:  # short reads (network file systems); any write shows in the stamp
+            more = os.read(fd, before[0] - len(data))
+            if not more:
+                break
+            data += more
+        return before, data, len(data) == before[0] and stamp_of(os.fstat(fd)) == before
+    finally:
+        os.close(fd)
+
+
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
@@ -367,11 +387,11 @@ class _Sender:
         try:
             for _ in range(ATTEMPTS):
                 seen_ns = now_ns()
-                before = _stamp(file.path)
-                if before[0] > self.part_size:
+                before, data, steady = _read(file.path, self.part_size)
+                if data is None:
                     sent = self._multipart(file.path, key)
                 else:
-                    sent = self._put(file.path, key, before)
+                    sent = self._put(data, key) if steady else None
                 if sent is None:
                     why = "it changed while being read; run the upload again once it is no longer written to"
                 elif not sent[0]:
@@ -398,11 +418,8 @@ class _Sender:
         with self.lock:
             self.problems.append((file.rel, why))
 
-    def _put(self, path: Path, key: str, before) -> tuple[bool, int, str] | None:
-        """(confirmed, size, ETag to remember or "") for one PUT; None when the file changed while it was read."""
-        data = path.read_bytes()
-        if _stamp(path) != before:
-            return None
+    def _put(self, data: bytes, key: str) -> tuple[bool, int, str]:
+        """(confirmed, size, ETag to remember or "") for one PUT of `data`."""
         crc = _crc32(data)
         try:
             response = self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ChecksumAlgorithm="CRC32",
