@@ -112,6 +112,37 @@ def test_interrupted_upload_resumes_with_only_the_missing_files(cli, workspace, 
     assert state(workspace)["dataset_s3"] == f"s3://{BUCKET}/dogbreed/data/sample/"
 
 
+def test_ctrl_c_stops_after_the_files_in_flight_and_the_rerun_sends_the_rest(cli, workspace, sample_data, s3,
+                                                                             monkeypatch):
+    import os
+    import signal
+    import threading
+
+    files, sent, lock = local_files(sample_data), [], threading.Lock()
+
+    def ctrl_c_at_the_fourth_put(**kwargs):  # the signal reaches the main thread, as a terminal's does
+        with lock:
+            sent.append(kwargs["params"]["Key"])
+            if len(sent) == 4:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    on_every_session(monkeypatch, "before-parameter-build.s3.PutObject", ctrl_c_at_the_fourth_put)
+    r = cli("--bucket", BUCKET, "data", "upload", sample_data, "--jobs", "2")
+    assert r.exit_code == 1
+    assert "interrupted:" in r.output and "re-running `dogbreed data upload` uploads only the rest" in r.output
+    held = keys(s3)
+    assert 4 <= len(held) < len(files)  # the workers finished the files they were sending, then stopped
+    assert_intact(s3, sample_data, "dogbreed/data/sample/")
+    assert not [t for t in threading.enumerate() if t.name.startswith("dogbreed-upload")]
+
+    sent.clear()
+    monkeypatch.setattr(os, "kill", lambda *a: None)
+    r = cli("--bucket", BUCKET, "data", "upload", sample_data)
+    assert r.exit_code == 0, r.output
+    assert sorted(sent) == sorted(set(f"dogbreed/data/sample/{f}" for f in files) - set(held))  # only the rest
+    assert_intact(s3, sample_data, "dogbreed/data/sample/")
+
+
 def test_upload_defaults_to_the_recorded_dataset(cli, workspace, s3, tmp_path):
     assert cli("data", "synth", "--out", tmp_path / "mini", "--classes", 2, "--per-class", 2,
                "--image-size", 16).exit_code == 0

@@ -22,8 +22,8 @@ import ipaddress
 import os
 import re
 import threading
-import zlib
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -31,6 +31,11 @@ from typing import Callable
 from dogbreed.backends.sagemaker.etag_cache import EtagCache, Stamp, now_ns, stamp_of
 from dogbreed.data.check import dataset_files
 from dogbreed.errors import ConfigError, DataError, DogbreedError
+
+try:  # ISA-L's CRC32 (the same checksum): 4-5x zlib's on x86 and ARM, 21 -> 4.6 ms for 158 MB here
+    from isal.isal_zlib import crc32
+except ImportError:  # a platform without its wheel
+    from zlib import crc32
 
 PART_SIZE = 64 * 1024 * 1024  # larger files go multipart in parts of this size; dog photos are one PUT each
 CHECKSUM_HEADER = "x-amz-checksum-crc32"  # what ChecksumCRC32= sends
@@ -324,7 +329,7 @@ def _b64(digest: bytes) -> str:
 
 
 def _crc32(data: bytes) -> str:
-    return _b64(zlib.crc32(data).to_bytes(4, "big"))
+    return _b64(crc32(data).to_bytes(4, "big"))
 
 
 def _encrypted(response: dict) -> bool:
@@ -358,17 +363,37 @@ class _Sender:
         self.problems: list[tuple[str, str]] = []  # (file, why): this file only; the others go on
 
     def send_all(self, todo: list[tuple[LocalFile, str]], concurrency: int) -> None:
-        pool = ThreadPoolExecutor(concurrency)
-        futures = [pool.submit(self.send, file, key) for file, key in todo]
+        """`concurrency` threads, each taking the next file from one queue until it is empty: no future,
+        condition and lock per file, and nothing that competes with them for the GIL to hand out work."""
+        queue, bugs = deque(todo), []
+
+        def work() -> None:
+            try:
+                while not self.stop.is_set():
+                    try:
+                        file, key = queue.popleft()
+                    except IndexError:
+                        return
+                    self.send(file, key)
+            except BaseException as exc:  # a bug, not an AWS error: stop the others, surface it below
+                bugs.append(exc)
+                self.stop.set()
+
+        workers = [threading.Thread(target=work, name=f"dogbreed-upload-{i}")
+                   for i in range(min(concurrency, len(todo)))]
         try:
-            wait(futures)
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
         except KeyboardInterrupt:
-            self.stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
+            self.stop.set()  # each worker finishes the file it is sending, then stops
+            for worker in workers:
+                if worker.ident is not None:
+                    worker.join()
             raise UploadError(f"interrupted: {_progress_note(self.result)}") from None
-        pool.shutdown()
-        for future in futures:
-            future.result()  # a bug, not an AWS error: let it surface
+        if bugs:
+            raise bugs[0]
         if self.fatal is not None:
             rel, exc = self.fatal
             reason = EXPIRED_HINT if is_expired(exc) else str(aws_error(exc, f"uploading {rel}", self.bucket))
