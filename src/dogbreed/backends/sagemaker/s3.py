@@ -8,7 +8,7 @@ CRC32 is checked the old way: its ETag must equal the MD5 of the body. Multipart
 the final ETag must be the composite one (MD5 of the parts' MD5s + "-N"). A mismatch is retried,
 then reported. Before uploading, the prefix is listed once: a file is skipped only when an object of
 the same size has the ETag of the local file (its MD5, or composite), so a re-run repairs anything
-else. CRC32 costs a tenth of MD5: a file sent to a store that echoes it is not MD5-hashed by us at all
+else. CRC32 (ISA-L's) costs a fiftieth of MD5: a file sent to a store that echoes it is not MD5-hashed by us at all
 (that was the one cost over a bare put_object pool). The ETags of unchanged files are remembered
 between runs (`etag_cache`), so a re-run hashes only what changed. A PUT is atomic, so an interrupted
 run leaves only complete objects behind and the next run uploads exactly what is missing.
