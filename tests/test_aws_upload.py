@@ -127,7 +127,13 @@ def test_ctrl_c_stops_after_the_files_in_flight_and_the_rerun_sends_the_rest(cli
                 os.kill(os.getpid(), signal.SIGINT)
 
     on_every_session(monkeypatch, "before-parameter-build.s3.PutObject", ctrl_c_at_the_fourth_put)
-    r = cli("--bucket", BUCKET, "data", "upload", sample_data, "--jobs", "2")
+    # Python's own Ctrl-C handler, as in a terminal: a run started in the background (`cmd &`) inherits
+    # SIGINT ignored, and then Python installs none
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        r = cli("--bucket", BUCKET, "data", "upload", sample_data, "--jobs", "2")
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert r.exit_code == 1
     assert "interrupted:" in r.output and "re-running `dogbreed data upload` uploads only the rest" in r.output
     held = keys(s3)
