@@ -139,8 +139,8 @@ class LocalFile:
         return self.stamp[0]
 
 
-def scan(root: str | Path) -> list[LocalFile]:
-    """Every non-hidden file under `root` that `data check` and training see, sorted."""
+def check_root(root: str | Path) -> Path:
+    """The dataset folder, or the one-line error of what is wrong with it (before any request is sent)."""
     root = Path(root)
     if not root.exists():
         raise DataError(f"dataset path {root} does not exist; create one with `dogbreed data synth` "
@@ -149,6 +149,11 @@ def scan(root: str | Path) -> list[LocalFile]:
         raise DataError(f"dataset path {root} is not a folder; pass the folder that holds train/ valid/ test/")
     if not any((root / split).is_dir() for split in ("train", "valid", "test")):
         raise DataError(f"{root} holds no train/ valid/ test/ folders; pass the dogImages folder itself")
+    return root
+
+
+def scan(root: Path) -> list[LocalFile]:
+    """Every non-hidden file under the checked `root` that `data check` and training see, sorted."""
     # the files training reads (symlinks followed, loops and dangling links skipped): `data check`'s rule
     files = [LocalFile(rel, path, stamp_of(path.stat())) for rel, path in dataset_files(root).files]
     if not files:
@@ -272,13 +277,15 @@ def upload_dataset(boto_session, bucket: str, region: str, path: str | Path, pre
 
     check_bucket_name(bucket)
     prefix = normalize_prefix(prefix)
-    scanned_ns = now_ns()
-    files = scan(path)
+    root = check_root(path)
     client = s3_client(boto_session, concurrency)
     uri = f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/"
-    with ThreadPoolExecutor(1) as background:  # one round trip instead of two before the first PUT
+    with ThreadPoolExecutor(2) as background:  # the folder is walked during the one round trip of both
+        checked = background.submit(check_bucket, client, bucket, region)
         listing = background.submit(list_objects, client, bucket, prefix)
-        check_bucket(client, bucket, region)  # its error, if any, is the one to report
+        scanned_ns = now_ns()
+        files = scan(root)
+        checked.result()  # its error, if any, is the one to report
         try:
             remote = listing.result()
         except (be.ClientError, be.BotoCoreError) as exc:
