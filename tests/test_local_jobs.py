@@ -168,8 +168,8 @@ def test_killed_job_restarts_from_its_last_checkpoint(runner, sample_data):
     os.killpg(runner.describe(running.name).pid, signal.SIGKILL)
     killed = running.wait(60)
     assert killed.status == FAILED and "signal 9" in killed.failure_reason
-    partial = layout.checkpoint_dir / f".checkpoint.pth.{killed.pid}.tmp"  # as if killed mid-save
-    partial.write_bytes(b"half a checkpoint")
+    for name in ("checkpoint.pth", "best.pth"):  # as if killed mid-save (best.pth may not be saved again)
+        (layout.checkpoint_dir / f".{name}.{killed.pid}.tmp").write_bytes(b"half a checkpoint")
     resumed = runner.restart(running.name)
     assert resumed.status == COMPLETED, resumed.failure_reason
     assert not list(layout.checkpoint_dir.glob(".*.tmp"))  # not uploaded with the checkpoints forever

@@ -10,7 +10,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from dogbreed.training.files import torch_save_atomic
+from dogbreed.training.files import remove_partial_writes, torch_save_atomic
 from dogbreed.training.loop import FitState
 
 CHECKPOINT = "checkpoint.pth"
@@ -42,7 +42,11 @@ class Checkpointer:
         """(checkpoint dict, best state dict) if a compatible checkpoint exists, else None."""
         import torch
 
-        if not self.enabled or not (self.dir / CHECKPOINT).is_file():
+        if not self.enabled:
+            return None
+        for name in (CHECKPOINT, BEST):  # best.pth may not be written again: its partial file would stay
+            remove_partial_writes(self.dir / name)
+        if not (self.dir / CHECKPOINT).is_file():
             return None
         ckpt = torch.load(self.dir / CHECKPOINT, map_location="cpu", weights_only=True)
         if ckpt.get("config") != self.config:

@@ -42,7 +42,7 @@ def torch_save_atomic(obj, path: Path) -> None:
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_partial_writes_of_dead_processes(path)
+    remove_partial_writes(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         torch.save(obj, tmp)
@@ -52,7 +52,8 @@ def torch_save_atomic(obj, path: Path) -> None:
         raise
 
 
-def _remove_partial_writes_of_dead_processes(path: Path) -> None:
+def remove_partial_writes(path: Path) -> None:
+    """Remove what writers of `path` that were killed mid-write left (their process is gone)."""
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
         pid = tmp.name[len(path.name) + 2:-len(".tmp")]
         if pid.isdigit() and not _alive(int(pid)):
