@@ -271,6 +271,7 @@ def compute_features(backbone, images: ViewImages, precision, *, batch_size: int
     import torch
 
     from dogbreed.training.device import forward_fills_the_cpu
+    from dogbreed.training.fused import cpu_forward
 
     if forward_fills_the_cpu(precision.device_type):
         batches = _decoded_between_passes(images, batch_size)
@@ -281,13 +282,14 @@ def compute_features(backbone, images: ViewImages, precision, *, batch_size: int
     backbone.eval()
     if progress:
         progress(0, total)
+    forward = None
     with torch.inference_mode():
         for x, y, n in batches:
             done += n
             if len(y) > 0:
-                with precision.autocast():
-                    f = backbone(precision.prepare_input(x))
-                feats.append(f.detach().to("cpu"))
+                x = precision.prepare_input(x)
+                forward = forward or cpu_forward(backbone, precision, x)
+                feats.append(forward(x).detach().to("cpu"))
                 labels.append(y)
             if progress:
                 progress(done, total)
