@@ -11,8 +11,8 @@ endpoint's repacked model.tar.gz unpacks), same machine:
 - the real stack as `deploy` configures it: serving_config.container_env for this machine's
   vCPUs (plus --env overrides);
 - bare: the model's batched forward in this process (batch 8, the faster of fp32 and bf16), with
-  its own layers; "bare as served" is the forward both servers run (BatchNorm folded and
-  bf16 weights stored at load).
+  its own layers; "bare as served" is the forward both servers run (BatchNorm folded,
+  bf16 weights stored at load, on CPU the oneDNN-fused graph).
 Figures: 8-client img/s (median of the per-round values, rounds alternate the four), 1-client
 p50 latency, RSS of each server's processes, /ping-healthy-to-first-prediction gap, and whether
 the TorchServe config the toolkit wrote lost a line (TorchServe's own startup log says whether
@@ -114,7 +114,8 @@ def main(argv=None):
                    "img/s", target=">= 0.8x bare"),
             figure("real stack, container defaults, 8 clients vs bare", tp["defaults"], None, tp["bare"], "img/s"),
             figure("our local server, 8 clients vs bare", tp["ours"], None, tp["bare"], "img/s"),
-            figure("real stack as deploy configures it, 8 clients vs bare as served (BatchNorm folded, bf16 weights)",
+            figure("real stack as deploy configures it, 8 clients vs bare as served "
+                   "(BatchNorm folded, bf16 weights, oneDNN-fused)",
                    tp["configured"], None, tp["bare as served"], "img/s",
                    note="per-round ratios " + ", ".join(f"{r['configured'] / r['bare as served']:.3f}" for r in rows)),
             figure("p50 latency 1 client: configured stack vs ours", p50["configured"], p50["ours"], None, "ms",

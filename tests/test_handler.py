@@ -220,6 +220,8 @@ def test_predict_and_output(loaded):
     import torch
 
     ims = [Image.effect_noise((60, 60), s).convert("RGB") for s in (20, 80)]
+    # a fused forward rounds bf16 its own way once optimised for a batch size: as a server does, warm it
+    handler.warm_up_batches(loaded, [2])
     from_list = handler.predict_fn(ims, loaded)
     from_tensor = handler.predict_fn(handler.preprocess(ims, loaded.transform), loaded)
     assert from_list.shape == (2, 5) and from_list.dtype == torch.float32 and torch.equal(from_list, from_tensor)
@@ -314,3 +316,8 @@ def test_inference_module_is_validated_like_the_toolkit(tmp_path):
             InferenceModule(path)
     (tmp_path / "ok.py").write_text("def model_fn(d): pass\ndef transform_fn(m, b, c, a): pass\n")
     assert InferenceModule(tmp_path / "ok.py").transform_fn is not None
+
+
+def test_the_served_forward_is_fused_on_cpu_and_says_so(loaded):
+    # training.fused: eager only where the fused graph cannot be traced or disagrees with eager
+    assert loaded.fused and "oneDNN-fused" in loaded.describe()

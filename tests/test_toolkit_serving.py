@@ -102,7 +102,8 @@ def toolkit_answers(model_dir, env, reqs, tmp_path) -> list[dict]:
 
 
 def same_answer(a: dict, b: dict) -> bool:
-    """Equal, allowing 1e-4 on probabilities and logits (the local server may batch requests)."""
+    """Equal, allowing 1e-3 on probabilities and logits: the servers batch requests differently, and
+    the fused bf16 forward (dogbreed.training.fused) rounds each batch size its own way (~2e-4)."""
     if (a["status"], a["content_type"]) != (b["status"], b["content_type"]):
         return False
     if a["status"] != 200:
@@ -111,7 +112,7 @@ def same_answer(a: dict, b: dict) -> bool:
 
     def close(u, v):
         if isinstance(u, float) or isinstance(v, float):
-            return abs(u - v) <= 1e-4
+            return abs(u - v) <= 1e-3
         if isinstance(u, list):
             return len(u) == len(v) and all(close(p, q) for p, q in zip(u, v))
         if isinstance(u, dict):

@@ -136,8 +136,8 @@ def test_a_batch_is_one_forward_and_each_request_keeps_its_own_answer(tiny_model
         tar.extractall(tmp_path, filter="data")
     loaded = handler.model_fn(str(tmp_path))
     forwards = []
-    model = loaded.model
-    loaded.model = lambda x: forwards.append(x.shape[0]) or model(x)
+    forward = loaded.forward
+    loaded.forward = lambda x: forwards.append(x.shape[0]) or forward(x)
     reqs = requests_of_the_contract()
     answers = batched.answer_batch(loaded, [b for _, b, _ in reqs], [h for _, _, h in reqs])
     # one forward over the images of every decodable request: 7 single images (3 of them refused

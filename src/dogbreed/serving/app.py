@@ -16,6 +16,7 @@ import os
 import time
 from pathlib import Path
 
+from dogbreed.serving import handler
 from dogbreed.serving.batcher import Arrival, Batcher, Pending
 from dogbreed.serving.budget import TRIM_AFTER_BYTES, DecodeBudget, decode_cost, give_back_freed_memory
 from dogbreed.serving.errors import HttpError, ModelLoadError
@@ -47,6 +48,14 @@ class ModelServer:
             exc = load.error
             raise ModelLoadError(f"model_fn({self.model_dir}) failed: {type(exc).__name__}: {exc}") from exc
         self.model = load.result
+        # the fused forward optimises itself per batch size: before the first request, not during it
+        warm = self.batcher.submit_call(lambda: handler.warm_up_batches(self.model, range(1, max_batch_size + 1)))
+        warm.done.wait()
+        if warm.error is not None:
+            self.batcher.stop()
+            exc = warm.error
+            raise ModelLoadError(f"the model in {self.model_dir} loaded but cannot predict: "
+                                 f"{type(exc).__name__}: {exc}") from exc
         self.batcher.decode_between_forwards = forward_fills_the_cpu("cuda" if _cuda_available() else "cpu")
         self.load_seconds = time.time() - started
 

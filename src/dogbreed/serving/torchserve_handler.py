@@ -9,7 +9,7 @@ PYTHONPATH). Without that variable the toolkit's own handler runs scripts/infere
 
 from __future__ import annotations
 
-from dogbreed.serving import batched
+from dogbreed.serving import batched, handler
 
 _loaded = None  # the model, loaded once per worker
 
@@ -20,6 +20,7 @@ def handle(data, context):
     global _loaded
     if _loaded is None:
         _loaded = batched.load(context.system_properties.get("model_dir"))
+        handler.warm_up_batches(_loaded, range(1, int(context.system_properties.get("batch_size") or 1) + 1))
         print(f"dogbreed TorchServe handler: one forward per batch of up to "
               f"{context.system_properties.get('batch_size')} requests", flush=True)
     if data is None:
