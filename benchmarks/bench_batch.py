@@ -16,8 +16,8 @@ endpoint with `dogbreed predict` vs the bare batched forward, side by side in on
 - bare model: the trained model as torch runs it (its own layers, bf16 autocast, channels_last),
   forward only, on a batch already decoded and preprocessed in memory (batch = --batch-size).
 - bare, as served: the same with the forward ours runs (BatchNorm folded into the convolutions,
-  bf16 weights stored once: handler.model_fn): what is left between ours and it is the scoring
-  pipeline's own cost.
+  bf16 weights stored once, on CPU the oneDNN-fused graph: handler.model_fn): what is left between
+  ours and it is the scoring pipeline's own cost.
 Rounds alternate ours / endpoint / bare; the table reports medians and the median per-round
 ratio, since this shared machine's speed drifts from minute to minute.
 Full: resnet50 --weights none, 224 px, 133 classes, 640 images. --quick: resnet18, 112 px, 64 images.
@@ -47,7 +47,8 @@ def dogbreed(ws: Path, *args) -> subprocess.CompletedProcess:
 
 
 def plain(loaded, model_dir: Path):
-    """`loaded` with the trained model's own layers (no BatchNorm folding), same precision."""
+    """`loaded` with the trained model's own layers (no BatchNorm folding), same precision, run by
+    eager PyTorch (no fused graph)."""
     import dataclasses
 
     from dogbreed.training.model import load_model
@@ -55,7 +56,7 @@ def plain(loaded, model_dir: Path):
     model = load_model(model_dir).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return dataclasses.replace(loaded, model=loaded.precision.prepare_model(model))
+    return dataclasses.replace(loaded, model=loaded.precision.prepare_model(model), forward=None)
 
 
 def bare_rate(loaded, batch: list[bytes], seconds: float) -> float:
@@ -130,7 +131,8 @@ def main(argv=None):
                    target=">= 0.9x bare",
                    note=f"median per-round ratio {med(r[0] / r[2] for r in rows):.3f} (rounds: "
                         f"{', '.join(f'{r[0] / r[2]:.3f}' for r in rows)}); {arch} {size}px, {n} images"),
-            figure("batch scoring vs bare forward as served (BatchNorm folded)", ours_m, None, served_m, "img/s",
+            figure("batch scoring vs bare forward as served (BatchNorm folded, oneDNN-fused)", ours_m, None, served_m,
+                   "img/s",
                    note=f"median per-round ratio {med(r[0] / r[5] for r in rows):.3f}: the pipeline's own cost"),
             figure("batch scoring pipeline, warm model, vs bare batched forward", warm_m, None, bare_m, "img/s",
                    target=">= 0.9x bare", note=f"median per-round ratio {med(r[3] / r[2] for r in rows):.3f}"),
