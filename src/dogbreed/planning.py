@@ -86,7 +86,10 @@ def read_rates(path: Path) -> Rates:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {path} ({exc}): rerun `make bench`") from None
     cpus = int(_number(r"(\d+) cores", doc.get("machine", ""), "the CPU count"))
-    where = f"on {doc.get('machine', '?')}"
+
+    def where(fig: dict) -> str:  # a figure measured on another machine than the file's names it
+        return f"on {fig.get('machine') or doc.get('machine', '?')}"
+
     tune = _figure(doc, "tune", "8 trials wall time")
     size = re.search(r"\((\d+) imgs (\d+)px (\w+)", tune["name"])
     if not size:
@@ -101,12 +104,12 @@ def read_rates(path: Path) -> Rates:
     model = f"{arch} {px} px"
     return Rates(
         cache=Measured(cache_s / n, cpus, f"tune benchmark ({tune.get('measured', '?')}): building the feature cache "
-                                          f"took {cache_s:g} s for {n} images, {model}, {where}"),
+                                          f"took {cache_s:g} s for {n} images, {model}, {where(tune)}"),
         trial=Measured(in_script_s / n, cpus, f"tune benchmark: a trial with the cache warm took {in_script_s:g} s "
-                                              f"in-script for {n} images (its epochs), {model}, {where}"),
+                                              f"in-script for {n} images (its epochs), {model}, {where(warm)}"),
         trial_startup=Measured(max(process_s - in_script_s, 0.0), cpus,
                                f"tune benchmark: a warm-cache trial as a fresh process took {process_s:g} s, "
-                               f"{process_s - in_script_s:.2f} s of it start-up and packing, {where}"),
+                               f"{process_s - in_script_s:.2f} s of it start-up and packing, {where(warm)}"),
         endpoint=Measured(1 / serving["ours"], cpus, f"serving benchmark ({serving.get('measured', '?')}): the "
                                                      f"local endpoint answered {serving['ours']:.1f} images/s "
-                                                     f"to 8 concurrent clients, resnet50 224 px, {where}"))
+                                                     f"to 8 concurrent clients, resnet50 224 px, {where(serving)}"))
