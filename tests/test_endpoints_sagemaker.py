@@ -112,6 +112,18 @@ def test_auto_delete_after_tags_the_endpoint_and_prints_the_reminder(model_s3, w
     assert cli(*SM, "deploy", "--model-data", model_s3, "--auto-delete-after", "soon").exit_code != 0
 
 
+def test_a_bad_container_setting_is_refused_before_anything_is_uploaded(aws, workspace, cli, tiny_model_tar):
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    r = cli(*SM, "deploy", "--model-data", tiny_model_tar, "--name", "dog-env", "--env",
+            "SAGEMAKER_TS_MAX_BATCH_DELAY=0")
+    assert r.exit_code == 1 and r.output.startswith("Error: ") and len(r.output.strip().splitlines()) == 1
+    assert "TorchServe reads 0 as its default, 100 ms" in r.output
+    assert boto3.client("s3").list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+    assert sm_client().list_models()["Models"] == []
+
+
 def test_sagemaker_errors_are_one_line(aws, workspace, cli):
     r = cli(*SM, "deploy", "--model-data", "s3://b/m.tar.gz", "--serverless", "--memory", 3000)
     assert r.exit_code == 1 and "--memory 3000 is not a serverless size" in r.output

@@ -7,6 +7,7 @@ Plus, without TorchServe: the batched handler's one forward per batch, and deplo
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -170,6 +171,31 @@ def test_serving_rule_follows_the_instance_type():
     assert "SAGEMAKER_TS_BATCH_SIZE" not in serverless and serverless["TS_ENABLE_MODEL_API"] == "true"
     with pytest.raises(ValueError, match="not a SageMaker instance type"):
         instance_shape("m5.large")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"SAGEMAKER_TS_BATCH_SIZE": "eight"}, "--env SAGEMAKER_TS_BATCH_SIZE='eight' is not a whole number"),
+    ({"SAGEMAKER_TS_MAX_BATCH_DELAY": "0"}, "TorchServe reads 0 as its default, 100 ms"),
+    ({"SAGEMAKER_TS_MAX_BATCH_DELAY": "-3"}, "SAGEMAKER_TS_MAX_BATCH_DELAY=-3: it must be at least 1"),
+    ({"SAGEMAKER_TS_MIN_WORKERS": "2"}, "SAGEMAKER_TS_MIN_WORKERS=2 is above SAGEMAKER_TS_MAX_WORKERS=1"),
+])
+def test_settings_the_container_would_die_on_or_misread_are_refused(overrides, message):
+    from dogbreed.backends.sagemaker.serving_config import container_env
+    from dogbreed.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        container_env("ml.m5.large", overrides)
+    ok = container_env("ml.m5.large", {"SAGEMAKER_TS_MAX_BATCH_DELAY": "3", "SAGEMAKER_TS_MIN_WORKERS": "1"})
+    assert ok["SAGEMAKER_TS_MAX_BATCH_DELAY"] == "3"
+
+
+def test_the_real_container_dies_at_start_on_a_setting_that_is_not_a_number(tmp_path):
+    """Why deploy checks them: the toolkit's int() kills the serving entry before TorchServe starts."""
+    why = missing()
+    if why:
+        pytest.skip(why)
+    with pytest.raises(RuntimeError, match=r"(?s)the serving stack exited.*ValueError: invalid literal for int"):
+        TorchServeStack(tmp_path, {"SAGEMAKER_TS_BATCH_SIZE": "eight"}, tmp_path / "run").start(timeout=60)
 
 
 def test_env_flag_refuses_bad_pairs_and_the_local_backend(cli, workspace, tiny_model_tar):

@@ -68,25 +68,22 @@ def pytorch_model(ctx: AwsContext, uri: str, name: str, source_dir: str, env: di
 
 
 def deploy(ctx: AwsContext, spec: EndpointSpec, source_dir: str, log=None) -> EndpointDescription:
-    from dogbreed.backends.sagemaker import sdk
+    from dogbreed.backends.sagemaker import costs, sdk, serving_config
 
     spec = check_spec(spec)
     s = ctx.settings
     name = spec.name
-    uri = model_data_uri(ctx, spec.model_data, name)
     count = spec.autoscaling.min_instances if spec.autoscaling else 1
     instance = None if spec.serverless else spec.instance_type or s.inference_instance_type
+    try:  # before the upload: a setting the container would die on is refused here, not minutes later
+        env = serving_config.container_env(instance, spec.env)
+    except ValueError as exc:
+        raise ConfigError(f"{exc}: pass --instance-type with one") from None
+    uri = model_data_uri(ctx, spec.model_data, name)
     what = f"serverless ({spec.memory_mb} MB, max concurrency {spec.max_concurrency})" if spec.serverless \
         else f"{count} x {instance}"
     if log:
         log(f"deploying {uri} to endpoint {name} on {what}; this takes several minutes")
-    from dogbreed.backends.sagemaker import costs, serving_config
-
-    try:
-        env = serving_config.container_env(instance, spec.env)
-    except ValueError as exc:
-        raise ConfigError(f"{exc}: pass --instance-type with one") from None
-    if log:
         log(f"serving settings: {serving_config.describe(env)}")
     tags = costs.expiry_tags(spec.auto_delete_after_s) if spec.auto_delete_after_s else None
     sdk.builders().deploy_model(ctx, spec, source_dir, uri, name, tags, count, env)
