@@ -55,6 +55,19 @@ def config_lost_a_line(stack: TorchServeStack) -> bool:
     return "Model API enabled: false" in stack.log_text()
 
 
+def lone_request(stack: TorchServeStack, since: dict, client_p50_ms: float) -> dict:
+    """Where one client's request spends its time on the stack, from TorchServe's own metrics after
+    `since`: the batch wait (its queue latency), our handler (PredictionTime), the rest of its
+    inference latency (frontend to the Python worker and back), and HTTP (the client's p50 beyond)."""
+    med = statistics.median
+    queue = med(stack.metric("ts_queue_latency_microseconds", since)) / 1000
+    inference = med(stack.metric("ts_inference_latency_microseconds", since)) / 1000
+    handler = med(stack.metric("PredictionTime", since))
+    return {"client": round(client_p50_ms, 2), "batch wait": round(queue, 2), "handler": round(handler, 2),
+            "frontend and worker socket": round(inference - queue - handler, 2),
+            "http": round(client_p50_ms - inference, 2)}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="resnet18 at 112 px, fewer and shorter rounds")
@@ -101,9 +114,11 @@ def main(argv=None):
             print(f"round {r + 1}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()) + " img/s", flush=True)
         lat = {name: [] for name in servers}
         n_lat = 10 if a.quick else 20
+        marks = stacks["configured"].metric_logs()
         for _ in range(rounds):
             for name, srv in servers.items():
                 lat[name] += burst(srv, images, secs / 2, 1)[1][:n_lat]
+        lone = lone_request(stacks["configured"], marks, statistics.median(lat["configured"]) * 1000)
         rss = {"ours": rss_mb(ours_proc.pid), **{k: s.rss_mb() for k, s in stacks.items()}}
         med = statistics.median
         tp = {k: med(r[k] for r in rows) for k in rows[0]}
@@ -128,12 +143,15 @@ def main(argv=None):
         figures[4]["p50_over_ours"] = round(p50["configured"] / p50["ours"], 3)
         print_table(figures, f"real serving stack ({arch}, {size} px, {rounds} rounds of {secs:g} s, "
                              f"deploy's settings for {instance})")
+        print("configured stack, one client, p50 {client:.1f} ms = batch wait {batch wait:.2f} + our handler "
+              "{handler:.1f} + TorchServe's frontend and worker socket {frontend and worker socket:.2f} + HTTP "
+              "{http:.2f} ms (medians of TorchServe's own metrics)".format(**lone))
         for k in ("ours", "defaults", "configured"):
             extra = "" if k == "ours" else (f", /ping healthy {stacks[k].ping_healthy_s:.1f} s after start, first "
                                             f"prediction {gaps[k]:.1f} s later, config line lost: {lost[k]}")
             print(f"{k}: RSS {rss[k]:.0f} MB, 1-client p50 {p50[k]:.1f} ms{extra}")
         save("torchserve", figures, arch=arch, image_size=size, instance_equivalent=instance, configured_env=configured,
-             rounds=rows, p50_ms=p50, rss_mb=rss, config_line_lost=lost,
+             rounds=rows, p50_ms=p50, configured_lone_request_ms=lone, rss_mb=rss, config_line_lost=lost,
              ping_to_first_prediction_s=gaps, ping_healthy_after_start_s={k: s.ping_healthy_s
                                                                           for k, s in stacks.items()},
              bare_precisions=bare.best_throughput, load_average=os.getloadavg())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import shutil
 import signal
 import socket
@@ -137,6 +138,21 @@ class TorchServeStack:
 
     def log_text(self) -> str:
         return (self.run_dir / "stack.log").read_text(errors="replace")
+
+    def metric_logs(self) -> dict[str, int]:
+        """TorchServe's metric logs and their sizes now (pass to `metric` to read only what follows)."""
+        return {p.name: p.stat().st_size for p in (self.run_dir / "logs").glob("*metrics.log")}
+
+    def metric(self, name: str, since: dict[str, int] | None = None) -> list[float]:
+        """Every value TorchServe logged for metric `name` (PredictionTime, ts_queue_latency_microseconds,
+        ...), in its own unit, after the sizes in `since`."""
+        pattern = re.compile(rf"\b{re.escape(name)}\.\w+:([0-9.]+)\|")
+        values = []
+        for log, size in self.metric_logs().items():
+            with open(self.run_dir / "logs" / log, "rb") as f:
+                f.seek((since or {}).get(log, 0))
+                values += [float(v) for v in pattern.findall(f.read(size).decode(errors="replace"))]
+        return values
 
     def processes(self):
         import psutil
