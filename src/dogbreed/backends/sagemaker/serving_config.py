@@ -23,6 +23,13 @@ The batch delay: TorchServe holds a lone request for the whole delay (its QueueT
 day (load 6-7, 3 rounds each, BatchNorm folded at load): max delay 5 ms -> 56.4 img/s, 1-client
 p50 31.2 ms = 1.32x ours; max delay 1 ms -> 57.2 img/s, p50 27.9 ms = 1.06x ours.
 
+Batching costs a lone request TorchServe's whole batch wait (1 ms, the least it takes: see
+`check_env`) and a lone request's fixed path through TorchServe is ~2.4 ms longer than through our
+server, so the 1-client p50 ends ~1.10x ours at a 23 ms forward and ~1.19x at an 11 ms one. Without
+batching the 8-client rate falls instead: A/B on the 2-core EPYC VM (2026-12-01, 6 alternating
+rounds): batches of 8 44.2 img/s, 1-client p50 27.0 ms (1.125x ours); batch 1 38.3 img/s, 25.4 ms
+(1.057x ours). Throughput keeps the default; `--env SAGEMAKER_TS_BATCH_SIZE=1` puts latency first.
+
 The rule (`container_env`):
 - CPU instances: one worker per 4 vCPUs (at least one), the vCPUs split evenly between them as
   torch threads (OMP_NUM_THREADS), TorchServe batching of up to BATCH_SIZE requests waiting at most
