@@ -43,7 +43,7 @@ CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg
               help="SageMaker real-time autoscaling: requests per instance per minute at which to add one.")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", callback=lambda ctx, param, v: key_values(v),
               help="SageMaker: set an environment variable of the model's container, over what deploy chooses "
-                   "for the instance type (e.g. SAGEMAKER_TS_BATCH_SIZE=16, OMP_NUM_THREADS=1). Repeatable.")
+                   "for the instance type (e.g. SAGEMAKER_TS_BATCH_SIZE=16; =1 puts latency first). Repeatable.")
 @click.option("--auto-delete-after", default=None, metavar="DURATION",
               help="e.g. 2h. Local: the server stops itself then. SageMaker: the endpoint is tagged to expire "
                    "and `dogbreed cleanup --expired --yes` deletes it. [default: never]")
