@@ -102,19 +102,22 @@ def toolkit_answers(model_dir, env, reqs, tmp_path) -> list[dict]:
 
 
 def same_answer(a: dict, b: dict) -> bool:
-    """Equal, allowing 1e-3 on probabilities and logits: the servers batch requests differently, and
-    the fused bf16 forward (dogbreed.training.fused) rounds each batch size its own way (~2e-4)."""
+    """Equal, numbers within 1e-3 + 1% of their vector's largest value: the servers batch requests
+    differently, and the fused bf16 forward (dogbreed.training.fused) rounds each batch size its own
+    way (measured: ~2e-4 on a Xeon with AMX; up to 1.0e-3 on logits of magnitude 0.19 on an EPYC)."""
     if (a["status"], a["content_type"]) != (b["status"], b["content_type"]):
         return False
     if a["status"] != 200:
         return a["body"] == b["body"]
     x, y = json.loads(a["body"]), json.loads(b["body"])
 
-    def close(u, v):
+    def close(u, v, scale=0.0):
         if isinstance(u, float) or isinstance(v, float):
-            return abs(u - v) <= 1e-3
+            return abs(u - v) <= 1e-3 + 0.01 * scale
         if isinstance(u, list):
-            return len(u) == len(v) and all(close(p, q) for p, q in zip(u, v))
+            numbers = [abs(n) for n in u + v if isinstance(n, (int, float))]
+            scale = max(numbers, default=scale)
+            return len(u) == len(v) and all(close(p, q, scale) for p, q in zip(u, v))
         if isinstance(u, dict):
             return u.keys() == v.keys() and all(close(u[k], v[k]) for k in u)
         return u == v

@@ -320,6 +320,8 @@ class LocalJobRunner:
             kill_group(desc.pid, signal.SIGTERM)
             if not _wait_for(lambda: not self.script_alive(desc), grace):
                 kill_group(desc.pid, signal.SIGKILL)
+            # an exiting process loses its command line before it is gone: wait for the end of its exit
+            _wait_for(lambda: not pid_alive(desc.pid), 5)
         elif pid_alive(runner):  # no script process yet: the runner itself stops on SIGTERM
             os.kill(runner, signal.SIGTERM)
         if pid_alive(runner) and _wait_for(lambda: self.describe(name).status in TERMINAL, grace + 5):
