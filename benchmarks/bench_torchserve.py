@@ -16,7 +16,9 @@ endpoint's repacked model.tar.gz unpacks), same machine:
 Figures: 8-client img/s (median of the per-round values, rounds alternate the four), 1-client
 p50 latency, RSS of each server's processes, /ping-healthy-to-first-prediction gap, and whether
 the TorchServe config the toolkit wrote lost a line (TorchServe's own startup log says whether
-the model API is on: it is off exactly when `enable_model_api=true` was swallowed).
+the model API is on: it is off exactly when `enable_model_api=true` was swallowed). Where the
+configured stack's 1-client time goes: its lone request split by TorchServe's own metrics, and each
+server's own cost per request (a request the handler refuses at once, no forward).
 Full: resnet50, 224 px, --weights none (random weights: speed only). --quick: resnet18, 112 px.
 """
 
@@ -53,6 +55,24 @@ def rss_mb(pid: int) -> float:
 
 def config_lost_a_line(stack: TorchServeStack) -> bool:
     return "Model API enabled: false" in stack.log_text()
+
+
+def fixed_cost_ms(port: int, n: int = 200) -> float:
+    """A server's own cost per request, without the model: the median time of a request the handler
+    refuses at once (400, not an image)."""
+    import http.client
+    import time
+
+    conn, times = http.client.HTTPConnection("127.0.0.1", port, timeout=60), []
+    for _ in range(n):
+        t = time.perf_counter()
+        conn.request("POST", "/invocations", b"not an image", {"Content-Type": "image/jpeg"})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 400, r.status
+        times.append(time.perf_counter() - t)
+    conn.close()
+    return statistics.median(times) * 1000
 
 
 def lone_request(stack: TorchServeStack, since: dict, client_p50_ms: float) -> dict:
@@ -119,6 +139,11 @@ def main(argv=None):
             for name, srv in servers.items():
                 lat[name] += burst(srv, images, secs / 2, 1)[1][:n_lat]
         lone = lone_request(stacks["configured"], marks, statistics.median(lat["configured"]) * 1000)
+        fixed = {name: [] for name in ("ours", "configured")}
+        for _ in range(3):
+            for name in fixed:
+                fixed[name].append(fixed_cost_ms(servers[name]))
+        fixed = {name: statistics.median(v) for name, v in fixed.items()}
         rss = {"ours": rss_mb(ours_proc.pid), **{k: s.rss_mb() for k, s in stacks.items()}}
         med = statistics.median
         tp = {k: med(r[k] for r in rows) for k in rows[0]}
@@ -146,12 +171,15 @@ def main(argv=None):
         print("configured stack, one client, p50 {client:.1f} ms = batch wait {batch wait:.2f} + our handler "
               "{handler:.1f} + TorchServe's frontend and worker socket {frontend and worker socket:.2f} + HTTP "
               "{http:.2f} ms (medians of TorchServe's own metrics)".format(**lone))
+        print(f"each server's own cost per request (a request refused at once, no forward): ours "
+              f"{fixed['ours']:.2f} ms, configured stack {fixed['configured']:.2f} ms")
         for k in ("ours", "defaults", "configured"):
             extra = "" if k == "ours" else (f", /ping healthy {stacks[k].ping_healthy_s:.1f} s after start, first "
                                             f"prediction {gaps[k]:.1f} s later, config line lost: {lost[k]}")
             print(f"{k}: RSS {rss[k]:.0f} MB, 1-client p50 {p50[k]:.1f} ms{extra}")
         save("torchserve", figures, arch=arch, image_size=size, instance_equivalent=instance, configured_env=configured,
-             rounds=rows, p50_ms=p50, configured_lone_request_ms=lone, rss_mb=rss, config_line_lost=lost,
+             rounds=rows, p50_ms=p50, configured_lone_request_ms=lone, fixed_cost_ms=fixed, rss_mb=rss,
+             config_line_lost=lost,
              ping_to_first_prediction_s=gaps, ping_healthy_after_start_s={k: s.ping_healthy_s
                                                                           for k, s in stacks.items()},
              bare_precisions=bare.best_throughput, load_average=os.getloadavg())
