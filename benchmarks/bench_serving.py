@@ -164,7 +164,7 @@ def burst(port: int, images: list[bytes], seconds: float, clients: int) -> tuple
 class Bare:
     """The model alone, in this process: fp32 and bf16+channels_last, whichever is faster."""
 
-    def __init__(self, model_dir: str, batch: int, images: list[bytes]):
+    def __init__(self, model_dir: str, batch: int, images: list[bytes], bf16: bool = True):
         import torch
 
         from dogbreed.serving import handler
@@ -181,7 +181,7 @@ class Bare:
         self.images = images
         self.x = handler.preprocess([handler.decode_image(b) for b in (images * batch)[:batch]], self.loaded.transform)
         self.precisions = [Precision("cpu", None, False)] + ([Precision("cpu", "bfloat16", True)]
-                                                             if cpu_has_fast_bf16() else [])
+                                                             if bf16 and cpu_has_fast_bf16() else [])
 
     def _forward(self, p, x, model=None):
         import torch

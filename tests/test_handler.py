@@ -162,6 +162,23 @@ def test_model_fn_checks_bf16_against_fp32(loaded):
     assert convs and set(convs) == {torch.bfloat16 if loaded.precision.dtype == "bfloat16" else torch.float32}
 
 
+def test_the_environment_chooses_the_serving_precision(tmp_path, monkeypatch):
+    from dogbreed.errors import ConfigError
+    from dogbreed.training.model import ModelConfig, build_model, save_artifacts
+
+    cfg = ModelConfig(num_classes=3, arch="resnet18", image_size=32, classes=("001.A", "002.B", "003.C"))
+    save_artifacts(build_model(cfg), tmp_path)
+    monkeypatch.setenv(handler.ENV_MIXED_PRECISION, "off")
+    off = handler.model_fn(str(tmp_path))
+    assert off.precision.dtype is None and off.agreement is None
+    monkeypatch.setenv(handler.ENV_MIXED_PRECISION, "on")  # bf16 even where the CPU emulates it
+    assert handler.model_fn(str(tmp_path)).precision.dtype == "bfloat16"
+    assert handler.model_fn(str(tmp_path), mixed_precision="off").precision.dtype is None  # the argument wins
+    monkeypatch.setenv(handler.ENV_MIXED_PRECISION, "fp32")
+    with pytest.raises(ConfigError, match=r"^\$DOGBREED_MIXED_PRECISION='fp32': set it to auto, on or off$"):
+        handler.model_fn(str(tmp_path))
+
+
 def test_input_fn_preprocesses_exactly_like_validation(loaded):
     import torch
 

@@ -32,8 +32,9 @@ def cli_runner():
 
 @pytest.fixture(scope="module")
 def deployed(tiny_model_tar, tmp_path_factory):
-    """(model dir, CreateModel's container env) of a real deploy under moto, instance ml.m5.large,
-    with the batch delay overridden through `--env`."""
+    """(model dir, CreateModel's container env) of a real deploy under moto, instance ml.m5.large, with
+    TorchServe batching on (deploy's setting on bf16 instance types such as ml.c7i.large, which moto's
+    instance list lacks) and the batch delay overridden through `--env`."""
     from moto import mock_aws
 
     from tests.conftest import make_sdk_hermetic
@@ -47,6 +48,7 @@ def deployed(tiny_model_tar, tmp_path_factory):
         fill_moto_gaps(mp)
         with mock_aws():
             return deploy_and_unpack(cli_runner(), tiny_model_tar, tmp, "dog-ts", "--instance-type", "ml.m5.large",
+                                     "--env", "SAGEMAKER_TS_BATCH_SIZE=8",
                                      "--env", f"SAGEMAKER_TS_MAX_BATCH_DELAY={BATCH_DELAY_MS}")
 
 
@@ -118,6 +120,28 @@ def test_the_real_stack_answers_the_contract_like_the_local_server_in_mixed_batc
 
 
 @pytest.mark.slow
+def test_the_default_instance_types_settings_answer_one_request_at_a_time(deployed, local_answers, tmp_path):
+    # ml.m5.large without the test's batching override: what a plain deploy there runs
+    from dogbreed.backends.sagemaker.serving_config import container_env
+
+    why = missing()
+    if why:
+        pytest.skip(why)
+    model_dir, env = deployed
+    env = {**env, **container_env("ml.m5.large")}
+    assert env["SAGEMAKER_TS_BATCH_SIZE"] == "1"
+    with TorchServeStack(model_dir, env, tmp_path / "stack") as stack:
+        stack.wait_until_predicting(encode(dog()), {"Content-Type": "image/png"})
+        assert '"batchSize": 1' in stack.config_text()
+        reqs = requests_of_the_contract()
+        before = handler_calls(stack)
+        answers = concurrently(stack, reqs)
+        for (what, _, _), a, b in zip(reqs, answers, local_answers):
+            assert same_answer(a, b), f"{what}: the real stack answered {a}, the local server {b}"
+        assert handler_calls(stack) - before == len(reqs)  # each request its own handler call
+
+
+@pytest.mark.slow
 def test_no_torchserve_config_line_is_lost(stack):
     config = stack.config_text()
     # the toolkit's own bug, still there: its default config has no final newline
@@ -156,12 +180,22 @@ def test_a_batch_is_one_forward_and_each_request_keeps_its_own_answer(tiny_model
 
 
 def test_serving_rule_follows_the_instance_type():
-    from dogbreed.backends.sagemaker.serving_config import container_env, instance_shape
+    from dogbreed.backends.sagemaker.serving_config import container_env, describe, instance_shape
 
     assert instance_shape("ml.m5.large") == (2, 0) and instance_shape("ml.c5.9xlarge") == (36, 0)
     assert instance_shape("ml.g5.xlarge") == (4, 1) and instance_shape("ml.g5.12xlarge") == (48, 4)
     big = container_env("ml.c5.4xlarge")
     assert (big["SAGEMAKER_TS_MAX_WORKERS"], big["OMP_NUM_THREADS"], big["GOMP_SPINCOUNT"]) == ("4", "4", "30000")
+    # fp32 CPUs serve one request at a time, bf16 ones (AMX) and GPUs batch
+    batch = {t: container_env(t)["SAGEMAKER_TS_BATCH_SIZE"] for t in
+             ("ml.m5.large", "ml.c6i.xlarge", "ml.c6in.large", "ml.c7g.large", "ml.t3.medium", "ml.c7i.large",
+              "ml.m7i.4xlarge", "ml.r7i.large", "ml.g5.xlarge")}
+    assert batch == {"ml.m5.large": "1", "ml.c6i.xlarge": "1", "ml.c6in.large": "1", "ml.c7g.large": "1",
+                     "ml.t3.medium": "1", "ml.c7i.large": "8", "ml.m7i.4xlarge": "8", "ml.r7i.large": "8",
+                     "ml.g5.xlarge": "8"}
+    assert container_env("ml.m5.large")["SAGEMAKER_TS_MAX_BATCH_DELAY"] == "1"  # for a batch size override
+    assert describe(container_env("ml.m5.large")).startswith("1 TorchServe worker(s) x 2 threads, one request at a")
+    assert "batches of up to 8 requests waiting at most 1 ms" in describe(container_env("ml.c7i.large"))
     assert container_env("ml.m5.large", {"GOMP_SPINCOUNT": "300000"})["GOMP_SPINCOUNT"] == "300000"
     gpu = container_env("ml.g5.12xlarge", {"SAGEMAKER_TS_BATCH_SIZE": "32"})
     assert [gpu[k] for k in ("SAGEMAKER_TS_MAX_WORKERS", "OMP_NUM_THREADS", "SAGEMAKER_TS_BATCH_SIZE")] == \
@@ -178,6 +212,7 @@ def test_serving_rule_follows_the_instance_type():
     ({"SAGEMAKER_TS_MAX_BATCH_DELAY": "0"}, "TorchServe reads 0 as its default, 100 ms"),
     ({"SAGEMAKER_TS_MAX_BATCH_DELAY": "-3"}, "SAGEMAKER_TS_MAX_BATCH_DELAY=-3: it must be at least 1"),
     ({"SAGEMAKER_TS_MIN_WORKERS": "2"}, "SAGEMAKER_TS_MIN_WORKERS=2 is above SAGEMAKER_TS_MAX_WORKERS=1"),
+    ({"DOGBREED_MIXED_PRECISION": "fp32"}, "--env DOGBREED_MIXED_PRECISION='fp32': set it to auto, on or off"),
 ])
 def test_settings_the_container_would_die_on_or_misread_are_refused(overrides, message):
     from dogbreed.backends.sagemaker.serving_config import container_env

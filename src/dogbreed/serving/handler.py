@@ -20,9 +20,11 @@ import base64
 import binascii
 import io
 import json
+import os
 from dataclasses import dataclass
 from typing import Callable
 
+from dogbreed.errors import ConfigError
 from dogbreed.serving.errors import NotAcceptable, PayloadTooLarge, RequestError, UnsupportedMediaType
 
 MAX_IMAGE_PIXELS = 40_000_000  # ~6300x6300; bigger declared sizes are decompression bombs
@@ -35,6 +37,10 @@ IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO")
 # Fraction of probe images whose bf16 top-1 must match fp32 before serving in bf16.
 MIN_BF16_AGREEMENT = 0.875
 PROBE_IMAGES = 8
+# auto|on|off, as training's --mixed-precision: a server's environment chooses its precision
+# (`deploy --env DOGBREED_MIXED_PRECISION=off` on SageMaker, the shell's for a local deploy).
+ENV_MIXED_PRECISION = "DOGBREED_MIXED_PRECISION"
+PRECISION_CHOICES = ("auto", "on", "off")
 
 
 @dataclass
@@ -58,9 +64,10 @@ class LoadedModel:
 
 
 # -- model -------------------------------------------------------------------------------------
-def model_fn(model_dir: str, device: str = "auto", mixed_precision: str = "auto") -> LoadedModel:
+def model_fn(model_dir: str, device: str = "auto", mixed_precision: str | None = None) -> LoadedModel:
     """Load the artifact once: eval mode, no grad, BatchNorm folded into the convolutions, the
-    fastest precision that keeps fp32's answers (its weights stored in it: `Precision.prepare_frozen`)."""
+    fastest precision that keeps fp32's answers (its weights stored in it: `Precision.prepare_frozen`).
+    `mixed_precision` None: $DOGBREED_MIXED_PRECISION, else auto."""
     import torch
 
     from dogbreed.training.device import Precision, select_precision
@@ -72,6 +79,10 @@ def model_fn(model_dir: str, device: str = "auto", mixed_precision: str = "auto"
         p.requires_grad_(False)
     cfg = model.config
     model = fold_batchnorm(model)
+    if mixed_precision is None:
+        mixed_precision = os.environ.get(ENV_MIXED_PRECISION, "auto")
+        if mixed_precision not in PRECISION_CHOICES:
+            raise ConfigError(f"${ENV_MIXED_PRECISION}={mixed_precision!r}: set it to auto, on or off")
     precision = select_precision(device, mixed_precision)
     agreement = None
     if precision.dtype is not None:

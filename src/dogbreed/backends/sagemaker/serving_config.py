@@ -24,21 +24,36 @@ day (load 6-7, 3 rounds each, BatchNorm folded at load): max delay 5 ms -> 56.4 
 p50 31.2 ms = 1.32x ours; max delay 1 ms -> 57.2 img/s, p50 27.9 ms = 1.06x ours.
 
 Batching costs a lone request TorchServe's whole batch wait (1 ms, the least it takes: see
-`check_env`) and a lone request's fixed path through TorchServe is ~2.4 ms longer than through our
-server, so the 1-client p50 ends ~1.10x ours at a 23 ms forward and ~1.19x at an 11 ms one. Without
-batching the 8-client rate falls instead: A/B on the 2-core EPYC VM (2026-12-01, 6 alternating
-rounds): batches of 8 44.2 img/s, 1-client p50 27.0 ms (1.125x ours); batch 1 38.3 img/s, 25.4 ms
-(1.057x ours). Throughput keeps the default; `--env SAGEMAKER_TS_BATCH_SIZE=1` puts latency first.
+`check_env`), and TorchServe's own path for a request is ~2 ms longer than our server's (a request
+refused at once, no forward: 2.2-2.6 ms vs 0.3 ms; 1.0-1.3 ms of it with batching off). What
+batching buys depends on the precision the model serves in, which the instance's CPU decides
+(`training.device.cpu_has_fast_bf16`): SageMaker's Intel instances of the 7th generation (ml.m7i,
+ml.c7i, ml.r7i: Sapphire Rapids, AMX) serve bf16; every other CPU instance it offers (ml.t2/t3,
+m4/m5, c4/c5, r5, m6i/c6i/r6i, the Graviton ones) serves fp32. A/B on the 2-vCPU EPYC VM, real
+stack, resnet50 224 px, 6 alternating rounds each (2026-12-01):
+
+    fp32 (DOGBREED_MIXED_PRECISION=off)   batches of 8: 19.8 img/s, 1-client p50 1.094x ours
+                                          batch 1:      22.4 img/s,                1.041x ours
+    bf16 (avx512_bf16)                    batches of 8: 44.2 img/s,                1.125x ours
+                                          batch 1:      38.3 img/s,                1.057x ours
+
+In fp32 a batch is hardly cheaper per image than one image and TorchServe's worker decodes a batch's
+images one after the other before its forward, so batching loses on both counts: fp32 instances get
+one request at a time. In bf16 batching pays, most with AMX (the Xeon VM, 2026-12-01: 114 img/s,
+1.46x the bare eager forward, p50 1.185x ours, its forward 11 ms against TorchServe's ~2 ms), so
+bf16 instances and GPUs batch.
 
 The rule (`container_env`):
 - CPU instances: one worker per 4 vCPUs (at least one), the vCPUs split evenly between them as
-  torch threads (OMP_NUM_THREADS), TorchServe batching of up to BATCH_SIZE requests waiting at most
-  MAX_BATCH_DELAY_MS. Measured only at 2 vCPUs; above that, workers of 4 threads is an
-  extrapolation (a batch-8 resnet50 forward stops scaling at a few threads per process).
+  torch threads (OMP_NUM_THREADS); on bf16 instances TorchServe batching of up to BATCH_SIZE
+  requests waiting at most MAX_BATCH_DELAY_MS, on fp32 ones batches of 1 (the delay still set, so
+  that `--env SAGEMAKER_TS_BATCH_SIZE=8` alone does not get the toolkit's default wait). Measured
+  only at 2 vCPUs; above that, workers of 4 threads is an extrapolation (a batch-8 resnet50
+  forward stops scaling at a few threads per process).
 - GPU instances: one worker per GPU, the vCPUs split between them (decoding runs on the CPU),
   the same batching. Not measured (no GPU here).
 - Serverless: the vCPUs are not known ahead; only the config fix below.
-With batching, TorchServe's handler is dogbreed's own (TS_DEFAULT_SERVICE_HANDLER, read over the
+TorchServe's handler is dogbreed's own (TS_DEFAULT_SERVICE_HANDLER, read over the
 toolkit's `default_service_handler` because its config sets enable_envvars_config=true): the
 toolkit's loop runs the handler once per request and answers a mixed batch with one 500;
 `dogbreed.serving.torchserve_handler` runs one forward per batch, each request its own answer.
@@ -63,6 +78,7 @@ from __future__ import annotations
 import re
 
 from dogbreed.errors import ConfigError
+from dogbreed.serving.handler import ENV_MIXED_PRECISION, PRECISION_CHOICES
 from dogbreed.training.device import SERVING_SPINCOUNT
 
 BATCH_SIZE = 8
@@ -74,12 +90,14 @@ THREADS_PER_WORKER = 4  # CPU: above this many vCPUs, another worker
 GPUS = {"ml.g4dn.12xlarge": 4, "ml.g5.12xlarge": 4, "ml.g5.24xlarge": 4, "ml.g5.48xlarge": 8,
         "ml.g6.12xlarge": 4, "ml.g6.24xlarge": 4, "ml.g6.48xlarge": 8, "ml.g6e.12xlarge": 4,
         "ml.g6e.24xlarge": 4, "ml.g6e.48xlarge": 8, "ml.p3.8xlarge": 4, "ml.p3.16xlarge": 8,
-        "ml.p3dn.24xlarge": 8, "ml.p4d.24xlarge": 8, "ml.p4de.24xlarge": 8, "ml.p5.48xlarge": 8}
+        "ml.p3dn.24xlarge": 8, "ml.p4d.24xlarge": 8, "ml.p4de.24xlarge": 8, "ml.p5.48xlarge": 8,
+        "ml.p5e.48xlarge": 8, "ml.p5en.48xlarge": 8, "ml.p6-b200.48xlarge": 8}
 # Read with int() by the toolkit when the container starts; TorchServe needs each >= 1.
 WHOLE_NUMBERS = ("SAGEMAKER_MODEL_SERVER_WORKERS", "SAGEMAKER_TS_MIN_WORKERS", "SAGEMAKER_TS_MAX_WORKERS",
                  "SAGEMAKER_TS_BATCH_SIZE", "SAGEMAKER_TS_MAX_BATCH_DELAY", "SAGEMAKER_TS_RESPONSE_TIMEOUT",
                  "SAGEMAKER_MODEL_SERVER_TIMEOUT")
 _SIZE = re.compile(r"^ml\.([a-z0-9-]+)\.(\d*)(x?large|medium)$")
+_INTEL_GENERATION = re.compile(r"^[a-z]+(\d+)i$")  # m7i -> 7; m5, c6in, c7g: no match
 
 
 def instance_shape(instance_type: str) -> tuple[int, int]:
@@ -94,6 +112,13 @@ def instance_shape(instance_type: str) -> tuple[int, int]:
     return vcpus, gpus
 
 
+def serves_bf16(instance_type: str) -> bool:
+    """Whether the model serves in bf16 on this CPU instance type: Intel from the 7th generation on
+    (AMX); the others have no native bf16 and serve fp32."""
+    m = _INTEL_GENERATION.match(_SIZE.match(instance_type).group(1))
+    return bool(m) and int(m.group(1)) >= 7
+
+
 def config_fix() -> dict:
     """The two TorchServe settings the toolkit's config file loses, put back through the environment."""
     return {"TS_ENABLE_MODEL_API": "true", "TS_DEFAULT_RESPONSE_TIMEOUT": str(RESPONSE_TIMEOUT_S)}
@@ -105,11 +130,12 @@ def container_env(instance_type: str | None, overrides: dict | None = None) -> d
     if instance_type:
         vcpus, gpus = instance_shape(instance_type)
         workers = gpus or max(1, vcpus // THREADS_PER_WORKER)
+        batch = BATCH_SIZE if gpus or serves_bf16(instance_type) else 1
         env.update({
             "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
             "SAGEMAKER_TS_MIN_WORKERS": str(workers), "SAGEMAKER_TS_MAX_WORKERS": str(workers),
             "OMP_NUM_THREADS": str(max(1, vcpus // workers)),
-            "SAGEMAKER_TS_BATCH_SIZE": str(BATCH_SIZE), "SAGEMAKER_TS_MAX_BATCH_DELAY": str(MAX_BATCH_DELAY_MS),
+            "SAGEMAKER_TS_BATCH_SIZE": str(batch), "SAGEMAKER_TS_MAX_BATCH_DELAY": str(MAX_BATCH_DELAY_MS),
             "SAGEMAKER_TS_RESPONSE_TIMEOUT": str(RESPONSE_TIMEOUT_S), "TS_DEFAULT_SERVICE_HANDLER": HANDLER})
         if not gpus:  # the worker decodes a batch right after each forward, as our local server does
             env["GOMP_SPINCOUNT"] = SERVING_SPINCOUNT
@@ -131,6 +157,10 @@ def check_env(env: dict) -> dict:
             why = "TorchServe reads 0 as its default, 100 ms for every lone request; the shortest wait is 1 (ms)" \
                 if key == "SAGEMAKER_TS_MAX_BATCH_DELAY" and n == 0 else "it must be at least 1"
             raise ConfigError(f"--env {key}={env[key]}: {why}")
+    precision = env.get(ENV_MIXED_PRECISION, "auto")
+    if precision not in PRECISION_CHOICES:
+        raise ConfigError(f"--env {ENV_MIXED_PRECISION}={precision!r}: set it to auto, on or off (the model "
+                          "would fail to load on the endpoint)")
     low, high = (int(env.get(k, 1)) for k in ("SAGEMAKER_TS_MIN_WORKERS", "SAGEMAKER_TS_MAX_WORKERS"))
     if low > high:
         raise ConfigError(f"--env SAGEMAKER_TS_MIN_WORKERS={low} is above SAGEMAKER_TS_MAX_WORKERS={high}: "
@@ -143,6 +173,8 @@ def describe(env: dict) -> str:
     if "SAGEMAKER_TS_BATCH_SIZE" not in env and "SAGEMAKER_MODEL_SERVER_WORKERS" not in env:
         return "the container's defaults (plus the TorchServe config fix)"
     workers = env.get("SAGEMAKER_TS_MAX_WORKERS") or env.get("SAGEMAKER_MODEL_SERVER_WORKERS", "default")
-    return (f"{workers} TorchServe worker(s) x {env.get('OMP_NUM_THREADS', 'default')} threads, batches of up to "
-            f"{env.get('SAGEMAKER_TS_BATCH_SIZE', 1)} requests waiting at most "
-            f"{env.get('SAGEMAKER_TS_MAX_BATCH_DELAY', 100)} ms (change with --env KEY=VALUE)")
+    batch = int(env.get("SAGEMAKER_TS_BATCH_SIZE", 1))
+    batching = (f"batches of up to {batch} requests waiting at most {env.get('SAGEMAKER_TS_MAX_BATCH_DELAY', 100)} ms"
+                if batch > 1 else "one request at a time")
+    return (f"{workers} TorchServe worker(s) x {env.get('OMP_NUM_THREADS', 'default')} threads, {batching} "
+            "(change with --env KEY=VALUE)")
