@@ -33,8 +33,8 @@ def cli_runner():
 @pytest.fixture(scope="module")
 def deployed(tiny_model_tar, tmp_path_factory):
     """(model dir, CreateModel's container env) of a real deploy under moto, instance ml.m5.large, with
-    TorchServe batching on (deploy's setting on bf16 instance types such as ml.c7i.large, which moto's
-    instance list lacks) and the batch delay overridden through `--env`."""
+    TorchServe batching turned on (deploy's setting on GPU instances; on CPU ones the throughput-first
+    override) and the batch delay overridden through `--env`."""
     from moto import mock_aws
 
     from tests.conftest import make_sdk_hermetic
@@ -186,16 +186,15 @@ def test_serving_rule_follows_the_instance_type():
     assert instance_shape("ml.g5.xlarge") == (4, 1) and instance_shape("ml.g5.12xlarge") == (48, 4)
     big = container_env("ml.c5.4xlarge")
     assert (big["SAGEMAKER_TS_MAX_WORKERS"], big["OMP_NUM_THREADS"], big["GOMP_SPINCOUNT"]) == ("4", "4", "30000")
-    # fp32 CPUs serve one request at a time, bf16 ones (AMX) and GPUs batch
+    # CPU instances serve one request at a time, whatever their precision; GPUs batch
     batch = {t: container_env(t)["SAGEMAKER_TS_BATCH_SIZE"] for t in
-             ("ml.m5.large", "ml.c6i.xlarge", "ml.c6in.large", "ml.c7g.large", "ml.t3.medium", "ml.c7i.large",
-              "ml.m7i.4xlarge", "ml.r7i.large", "ml.g5.xlarge")}
-    assert batch == {"ml.m5.large": "1", "ml.c6i.xlarge": "1", "ml.c6in.large": "1", "ml.c7g.large": "1",
-                     "ml.t3.medium": "1", "ml.c7i.large": "8", "ml.m7i.4xlarge": "8", "ml.r7i.large": "8",
-                     "ml.g5.xlarge": "8"}
+             ("ml.m5.large", "ml.c6i.xlarge", "ml.c7g.large", "ml.c7i.large", "ml.m7i.4xlarge", "ml.g5.xlarge")}
+    assert batch == {"ml.m5.large": "1", "ml.c6i.xlarge": "1", "ml.c7g.large": "1", "ml.c7i.large": "1",
+                     "ml.m7i.4xlarge": "1", "ml.g5.xlarge": "8"}
     assert container_env("ml.m5.large")["SAGEMAKER_TS_MAX_BATCH_DELAY"] == "1"  # for a batch size override
     assert describe(container_env("ml.m5.large")).startswith("1 TorchServe worker(s) x 2 threads, one request at a")
-    assert "batches of up to 8 requests waiting at most 1 ms" in describe(container_env("ml.c7i.large"))
+    assert "batches of up to 8 requests waiting at most 1 ms" in describe(container_env("ml.g5.xlarge"))
+    assert "batches of up to 8" in describe(container_env("ml.c7i.large", {"SAGEMAKER_TS_BATCH_SIZE": "8"}))
     assert container_env("ml.m5.large", {"GOMP_SPINCOUNT": "300000"})["GOMP_SPINCOUNT"] == "300000"
     gpu = container_env("ml.g5.12xlarge", {"SAGEMAKER_TS_BATCH_SIZE": "32"})
     assert [gpu[k] for k in ("SAGEMAKER_TS_MAX_WORKERS", "OMP_NUM_THREADS", "SAGEMAKER_TS_BATCH_SIZE")] == \

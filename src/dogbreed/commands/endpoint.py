@@ -43,7 +43,8 @@ CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg
               help="SageMaker real-time autoscaling: requests per instance per minute at which to add one.")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", callback=lambda ctx, param, v: key_values(v),
               help="SageMaker: set an environment variable of the model's container, over what deploy chooses "
-                   "for the instance type (e.g. SAGEMAKER_TS_BATCH_SIZE=16; =1 puts latency first). Repeatable.")
+                   "for the instance type (e.g. SAGEMAKER_TS_BATCH_SIZE=1 puts latency first on an AMX "
+                   "ml.c7i; DOGBREED_MIXED_PRECISION=off serves fp32). Repeatable.")
 @click.option("--auto-delete-after", default=None, metavar="DURATION",
               help="e.g. 2h. Local: the server stops itself then. SageMaker: the endpoint is tagged to expire "
                    "and `dogbreed cleanup --expired --yes` deletes it. [default: never]")
@@ -58,7 +59,7 @@ def deploy(app, model_data, name, port, max_batch_size, max_wait_ms, trust_code,
       dogbreed deploy --port 8081 --max-batch-size 8
       dogbreed --backend sagemaker deploy --serverless --memory 4096 --max-concurrency 5
       dogbreed --backend sagemaker deploy --min-instances 1 --max-instances 4 --target-invocations 100
-      dogbreed --backend sagemaker deploy --instance-type ml.c5.xlarge --env SAGEMAKER_TS_MAX_BATCH_DELAY=10
+      dogbreed --backend sagemaker deploy --instance-type ml.c7i.large --env SAGEMAKER_TS_MAX_BATCH_DELAY=10
     """
     from dogbreed.backends.base import Autoscaling, EndpointSpec
     from dogbreed.settings import parse_duration

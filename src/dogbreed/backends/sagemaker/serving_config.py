@@ -25,38 +25,40 @@ p50 31.2 ms = 1.32x ours; max delay 1 ms -> 57.2 img/s, p50 27.9 ms = 1.06x ours
 
 Batching costs a lone request TorchServe's whole batch wait (1 ms, the least it takes: see
 `check_env`), and TorchServe's own path for a request is ~2 ms longer than our server's (a request
-refused at once, no forward: 2.2-2.6 ms vs 0.3 ms; 1.0-1.3 ms of it with batching off). What
-batching buys depends on the precision the model serves in, which the instance's CPU decides
-(`training.device.cpu_has_fast_bf16`): SageMaker's Intel instances of the 7th generation (ml.m7i,
-ml.c7i, ml.r7i: Sapphire Rapids, AMX) serve bf16; every other CPU instance it offers (ml.t2/t3,
-m4/m5, c4/c5, r5, m6i/c6i/r6i, the Graviton ones) serves fp32. A/B on the 2-vCPU EPYC VM, real
-stack, resnet50 224 px, 6 alternating rounds each (2026-12-01):
+refused at once, no forward: 2.2-2.6 ms vs 0.3 ms; 1.0-1.3 ms of it with batching off). A/B of
+TorchServe's batches on the real stack, 2-vCPU EPYC VM, resnet50 224 px, 6 alternating rounds
+(2026-12-01), in the two precisions SageMaker's CPU instances serve in (`training.device`: bf16
+on the Intel ones with AMX, ml.m7i/c7i/r7i; fp32 on all the others, ml.m5.large among them):
 
     fp32 (DOGBREED_MIXED_PRECISION=off)   batches of 8: 19.8 img/s, 1-client p50 1.094x ours
                                           batch 1:      22.4 img/s,                1.041x ours
     bf16 (avx512_bf16)                    batches of 8: 44.2 img/s,                1.125x ours
                                           batch 1:      38.3 img/s,                1.057x ours
 
-In fp32 a batch is hardly cheaper per image than one image and TorchServe's worker decodes a batch's
-images one after the other before its forward, so batching loses on both counts: fp32 instances get
-one request at a time. In bf16 batching pays, most with AMX (the Xeon VM, 2026-12-01: 114 img/s,
-1.46x the bare eager forward, p50 1.185x ours, its forward 11 ms against TorchServe's ~2 ms), so
-bf16 instances and GPUs batch.
+In fp32 a batch is hardly cheaper per image than one image and TorchServe's worker decodes a
+batch's images one after the other before its forward, so batching lost on both counts. In bf16
+it buys 15% more images under full load for a lone request's ~1.5 ms; on the AMX Xeon VM the
+batched stack made 1.46x the bare eager forward at a p50 of 1.185x ours (its forward 11 ms against
+TorchServe's ~2 ms). Batch 1 is the one setting that met both of #22's targets (>= 0.8x the bare
+batched forward, p50 <= 1.1x ours) in both precisions, and a real-time endpoint mostly sees lone
+requests (batches form only near saturation, where autoscaling adds instances), so CPU instances
+serve one request at a time and `--env SAGEMAKER_TS_BATCH_SIZE=8` buys the throughput.
 
 The rule (`container_env`):
 - CPU instances: one worker per 4 vCPUs (at least one), the vCPUs split evenly between them as
-  torch threads (OMP_NUM_THREADS); on bf16 instances TorchServe batching of up to BATCH_SIZE
-  requests waiting at most MAX_BATCH_DELAY_MS, on fp32 ones batches of 1 (the delay still set, so
-  that `--env SAGEMAKER_TS_BATCH_SIZE=8` alone does not get the toolkit's default wait). Measured
-  only at 2 vCPUs; above that, workers of 4 threads is an extrapolation (a batch-8 resnet50
-  forward stops scaling at a few threads per process).
+  torch threads (OMP_NUM_THREADS), one request at a time (SAGEMAKER_TS_BATCH_SIZE=1; the delay is
+  set anyway, MAX_BATCH_DELAY_MS, so that a batch size override alone does not get the toolkit's
+  default 100 ms). Measured only at 2 vCPUs; above that, workers of 4 threads is an
+  extrapolation (a batch-8 resnet50 forward stops scaling at a few threads per process).
 - GPU instances: one worker per GPU, the vCPUs split between them (decoding runs on the CPU),
-  the same batching. Not measured (no GPU here).
+  TorchServe batching of up to BATCH_SIZE requests waiting at most MAX_BATCH_DELAY_MS (a GPU's
+  batch of 8 costs about what one image does). Not measured (no GPU here).
 - Serverless: the vCPUs are not known ahead; only the config fix below.
 TorchServe's handler is dogbreed's own (TS_DEFAULT_SERVICE_HANDLER, read over the
 toolkit's `default_service_handler` because its config sets enable_envvars_config=true): the
 toolkit's loop runs the handler once per request and answers a mixed batch with one 500;
-`dogbreed.serving.torchserve_handler` runs one forward per batch, each request its own answer.
+`dogbreed.serving.torchserve_handler` runs one forward per batch, each request its own answer
+(and answers a batch of one the same way).
 CPU instances also get the short OpenMP spin of our local server (GOMP_SPINCOUNT, see
 dogbreed.training.device): after a forward, the worker's idle OpenMP threads stop spinning sooner
 and leave the cores to decoding, TorchServe's frontend and the Python worker's I/O. Two A/B runs on
@@ -97,7 +99,6 @@ WHOLE_NUMBERS = ("SAGEMAKER_MODEL_SERVER_WORKERS", "SAGEMAKER_TS_MIN_WORKERS", "
                  "SAGEMAKER_TS_BATCH_SIZE", "SAGEMAKER_TS_MAX_BATCH_DELAY", "SAGEMAKER_TS_RESPONSE_TIMEOUT",
                  "SAGEMAKER_MODEL_SERVER_TIMEOUT")
 _SIZE = re.compile(r"^ml\.([a-z0-9-]+)\.(\d*)(x?large|medium)$")
-_INTEL_GENERATION = re.compile(r"^[a-z]+(\d+)i$")  # m7i -> 7; m5, c6in, c7g: no match
 
 
 def instance_shape(instance_type: str) -> tuple[int, int]:
@@ -112,13 +113,6 @@ def instance_shape(instance_type: str) -> tuple[int, int]:
     return vcpus, gpus
 
 
-def serves_bf16(instance_type: str) -> bool:
-    """Whether the model serves in bf16 on this CPU instance type: Intel from the 7th generation on
-    (AMX); the others have no native bf16 and serve fp32."""
-    m = _INTEL_GENERATION.match(_SIZE.match(instance_type).group(1))
-    return bool(m) and int(m.group(1)) >= 7
-
-
 def config_fix() -> dict:
     """The two TorchServe settings the toolkit's config file loses, put back through the environment."""
     return {"TS_ENABLE_MODEL_API": "true", "TS_DEFAULT_RESPONSE_TIMEOUT": str(RESPONSE_TIMEOUT_S)}
@@ -130,7 +124,7 @@ def container_env(instance_type: str | None, overrides: dict | None = None) -> d
     if instance_type:
         vcpus, gpus = instance_shape(instance_type)
         workers = gpus or max(1, vcpus // THREADS_PER_WORKER)
-        batch = BATCH_SIZE if gpus or serves_bf16(instance_type) else 1
+        batch = BATCH_SIZE if gpus else 1
         env.update({
             "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
             "SAGEMAKER_TS_MIN_WORKERS": str(workers), "SAGEMAKER_TS_MAX_WORKERS": str(workers),
