@@ -133,6 +133,7 @@ def test_the_default_instance_types_settings_answer_one_request_at_a_time(deploy
     with TorchServeStack(model_dir, env, tmp_path / "stack") as stack:
         stack.wait_until_predicting(encode(dog()), {"Content-Type": "image/png"})
         assert '"batchSize": 1' in stack.config_text()
+        assert "dogbreed TorchServe handler: one request per forward (TorchServe batching off)" in stack.log_text()
         reqs = requests_of_the_contract()
         before = handler_calls(stack)
         answers = concurrently(stack, reqs)

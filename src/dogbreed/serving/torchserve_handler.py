@@ -20,9 +20,10 @@ def handle(data, context):
     global _loaded
     if _loaded is None:
         _loaded = batched.load(context.system_properties.get("model_dir"))
-        handler.warm_up_batches(_loaded, range(1, int(context.system_properties.get("batch_size") or 1) + 1))
-        print(f"dogbreed TorchServe handler: one forward per batch of up to "
-              f"{context.system_properties.get('batch_size')} requests", flush=True)
+        size = int(context.system_properties.get("batch_size") or 1)
+        handler.warm_up_batches(_loaded, range(1, size + 1))
+        print("dogbreed TorchServe handler: " + (f"one forward per batch of up to {size} requests" if size > 1
+                                                 else "one request per forward (TorchServe batching off)"), flush=True)
     if data is None:
         return None
     headers = [rp.get_request_properties() for rp in context.request_processor]

@@ -32,12 +32,12 @@ on the Intel ones with AMX, ml.m7i/c7i/r7i; fp32 on all the others, ml.m5.large 
 
     fp32 (DOGBREED_MIXED_PRECISION=off)   batches of 8: 19.8 img/s, 1-client p50 1.094x ours
                                           batch 1:      22.4 img/s,                1.041x ours
-    bf16 (avx512_bf16)                    batches of 8: 44.2 img/s,                1.125x ours
-                                          batch 1:      38.3 img/s,                1.057x ours
+    bf16 (avx512_bf16), two A/Bs          batches of 8: 44.2 / 43.1 img/s,         1.125x / 1.172x ours
+                                          batch 1:      38.3 / 36.6 img/s,         1.057x / 1.097x ours
 
 In fp32 a batch is hardly cheaper per image than one image and TorchServe's worker decodes a
 batch's images one after the other before its forward, so batching lost on both counts. In bf16
-it buys 15% more images under full load for a lone request's ~1.5 ms; on the AMX Xeon VM the
+it buys 15-18% more images under full load for a lone request's ~1.5-2 ms; on the AMX Xeon VM the
 batched stack made 1.46x the bare eager forward at a p50 of 1.185x ours (its forward 11 ms against
 TorchServe's ~2 ms). Batch 1 is the one setting that met both of #22's targets (>= 0.8x the bare
 batched forward, p50 <= 1.1x ours) in both precisions, and a real-time endpoint mostly sees lone
